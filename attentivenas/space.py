@@ -1,0 +1,294 @@
+"""Search spaces as data, and the subnet (architecture) format every stage exchanges.
+
+A space is a YAML file: the stem, a table of MBConv stages, the head, the input resolutions and the
+number of classes. A subnet is the plain JSON object the public models are published in; it is
+validated against its space so that a typo in a pasted architecture fails loudly and early.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FIELDS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
+
+
+class SpaceError(ValueError):
+    """A search-space YAML file is malformed."""
+
+
+class SubnetError(ValueError):
+    """A subnet does not belong to its search space."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """TF-slim channel rounding: nearest multiple of `divisor`, at least `divisor`, never below 90%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def expanded_channels(in_channels: int, expand_ratio: float) -> int:
+    """Mid channels of an MBConv block with an expand conv."""
+    return make_divisible(round(in_channels * expand_ratio), 8)
+
+
+def se_channels(mid_channels: int) -> int:
+    """Squeeze channels of a squeeze-and-excitation module."""
+    return make_divisible(mid_channels // 4, 8)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expand_ratios: tuple[float, ...]
+    stride: int
+    se: bool
+
+    @property
+    def has_expand_conv(self) -> bool:
+        return max(self.expand_ratios) > 1
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One independent choice of the space: a field, its index within the field, and its options."""
+
+    field: str
+    index: int | None
+    label: str
+    choices: tuple
+
+
+@dataclass(frozen=True)
+class Subnet:
+    resolution: int
+    width: tuple[int, ...]
+    depth: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    expand_ratio: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resolution": self.resolution,
+            "width": list(self.width),
+            "depth": list(self.depth),
+            "kernel_size": list(self.kernel_size),
+            "expand_ratio": list(self.expand_ratio),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def bundled_spaces() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in resources.files("attentivenas.spaces").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+class SearchSpace:
+    """A MobileNetV3-like space: choices are made per stage, depth keeps the first blocks."""
+
+    def __init__(self, spec: dict[str, Any], source: str = "<dict>"):
+        self.source = source
+        self.spec = spec
+        try:
+            self.name = str(spec["name"])
+            self.num_classes = int(spec["num_classes"])
+            self.in_channels = int(spec.get("in_channels", 3))
+            self.resolutions = tuple(int(r) for r in spec["resolutions"])
+            self.base_resolution = int(spec.get("base_resolution", max(self.resolutions)))
+            stem = spec["stem"]
+            self.stem_widths = tuple(int(w) for w in stem["widths"])
+            self.stem_stride = int(stem.get("stride", 2))
+            self.stem_kernel = int(stem.get("kernel", 3))
+            self.stages = tuple(
+                Stage(
+                    name=str(s["name"]),
+                    widths=tuple(int(w) for w in s["widths"]),
+                    depths=tuple(int(d) for d in s["depths"]),
+                    kernels=tuple(int(k) for k in s["kernels"]),
+                    expand_ratios=tuple(s["expand_ratios"]),
+                    stride=int(s["stride"]),
+                    se=bool(s["se"]),
+                )
+                for s in spec["stages"]
+            )
+            head = spec["head"]
+            self.head_widths = tuple(int(w) for w in head["widths"])
+            self.head_expand = int(head.get("expand", 6))
+            self.flops_bin_width = float(spec["flops_bin_width"])
+            hv = spec["hypervolume"]
+            self.hypervolume_window = (float(hv["mflops_min"]), float(hv["mflops_max"]))
+            self.hypervolume_top1_floor = float(hv["top1_min"])
+        except KeyError as err:
+            raise SpaceError(f"search space {source}: missing key {err}; see attentivenas/spaces/"
+                             "attentivenas.yaml for a complete example") from None
+        self._check()
+
+    def _check(self) -> None:
+        for stage in self.stages:
+            for label, values in (("widths", stage.widths), ("depths", stage.depths),
+                                  ("kernels", stage.kernels), ("expand_ratios", stage.expand_ratios)):
+                if not values:
+                    raise SpaceError(f"search space {self.source}: stage {stage.name} has no {label}")
+            if any(k % 2 == 0 for k in stage.kernels):
+                raise SpaceError(f"search space {self.source}: stage {stage.name} kernels must be odd, "
+                                 f"got {list(stage.kernels)}")
+        lo, hi = self.hypervolume_window
+        if not lo < hi:
+            raise SpaceError(f"search space {self.source}: hypervolume.mflops_min must be below mflops_max")
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> SearchSpace:
+        """A bundled space by name (e.g. `attentivenas`) or a YAML file by path."""
+        text = str(name_or_path)
+        bundled = resources.files("attentivenas.spaces") / f"{text}.yaml"
+        if bundled.is_file():
+            return cls(yaml.safe_load(bundled.read_text()), source=text)
+        path = Path(text)
+        if path.is_file():
+            return cls(yaml.safe_load(path.read_text()), source=str(path))
+        raise SpaceError(f"unknown search space {text!r}: give a bundled name ({', '.join(bundled_spaces())}) "
+                         "or the path of a space YAML file")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @cached_property
+    def genes(self) -> tuple[Gene, ...]:
+        genes = [Gene("resolution", None, "resolution", self.resolutions)]
+        width_parts = ["stem", *[s.name for s in self.stages], "head"]
+        width_choices = [self.stem_widths, *[s.widths for s in self.stages], self.head_widths]
+        genes += [Gene("width", i, f"width[{i}] ({part})", tuple(c))
+                  for i, (part, c) in enumerate(zip(width_parts, width_choices, strict=True))]
+        for field, attr in (("depth", "depths"), ("kernel_size", "kernels"), ("expand_ratio", "expand_ratios")):
+            genes += [Gene(field, i, f"{field}[{i}] ({s.name})", tuple(getattr(s, attr)))
+                      for i, s in enumerate(self.stages)]
+        return tuple(genes)
+
+    @property
+    def encoding_length(self) -> int:
+        return len(self.genes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space as plain data, stored in checkpoints to detect a mismatched space on load."""
+        return self.spec
+
+    # -- subnets ---------------------------------------------------------------------------------
+
+    def from_genes(self, values: list) -> Subnet:
+        fields: dict[str, list] = {f: [] for f in FIELDS}
+        for gene, value in zip(self.genes, values, strict=True):
+            fields[gene.field].append(value)
+        return Subnet(resolution=fields["resolution"][0],
+                      **{f: tuple(fields[f]) for f in FIELDS if f != "resolution"})
+
+    def to_genes(self, subnet: Subnet) -> list:
+        values = []
+        for gene in self.genes:
+            value = getattr(subnet, gene.field)
+            values.append(value if gene.index is None else value[gene.index])
+        return values
+
+    def validate(self, subnet: dict[str, Any] | Subnet) -> Subnet:
+        """Check a subnet JSON object (extra keys are ignored) and return it as a Subnet."""
+        data = subnet.to_dict() if isinstance(subnet, Subnet) else subnet
+        if not isinstance(data, dict):
+            raise SubnetError(f"a subnet is a JSON object with keys {', '.join(FIELDS)}; got {type(data).__name__}")
+        missing = [f for f in FIELDS if f not in data]
+        if missing:
+            raise SubnetError(f"subnet is missing field(s) {', '.join(missing)}; a subnet of space "
+                              f"{self.name!r} needs {', '.join(FIELDS)}")
+        counts = {"width": self.num_stages + 2, "depth": self.num_stages,
+                  "kernel_size": self.num_stages, "expand_ratio": self.num_stages}
+        for field, count in counts.items():
+            value = data[field]
+            if not isinstance(value, list | tuple) or len(value) != count:
+                raise SubnetError(f"subnet field {field!r} must be a list of {count} numbers for space "
+                                  f"{self.name!r}; got {value!r}")
+        values = []
+        for gene in self.genes:
+            value = data[gene.field] if gene.index is None else data[gene.field][gene.index]
+            match = next((c for c in gene.choices if _same_number(c, value)), None)
+            if match is None:
+                allowed = ", ".join(str(c) for c in gene.choices)
+                raise SubnetError(f"subnet field {gene.label} = {value!r} is not in space {self.name!r}; "
+                                  f"allowed: {allowed}")
+            values.append(match)
+        return self.from_genes(values)
+
+    def load_subnet(self, path: str | Path) -> Subnet:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SubnetError(f"subnet file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise SubnetError(f"subnet file {path} is not valid JSON: {err}") from None
+        try:
+            return self.validate(data)
+        except SubnetError as err:
+            raise SubnetError(f"{path}: {err}") from None
+
+    def min_subnet(self) -> Subnet:
+        return self.from_genes([min(g.choices) for g in self.genes])
+
+    def max_subnet(self) -> Subnet:
+        return self.from_genes([max(g.choices) for g in self.genes])
+
+    def sample_uniform(self, rng: random.Random) -> Subnet:
+        """BigNAS sampling: every choice independently and uniformly."""
+        return self.from_genes([rng.choice(g.choices) for g in self.genes])
+
+    def mutate(self, subnet: Subnet, rng: random.Random, probability: float) -> Subnet:
+        """Re-draw each gene uniformly with the given probability."""
+        values = [rng.choice(g.choices) if rng.random() < probability else v
+                  for g, v in zip(self.genes, self.to_genes(subnet), strict=True)]
+        return self.from_genes(values)
+
+    def crossover(self, first: Subnet, second: Subnet, rng: random.Random) -> Subnet:
+        """Uniform crossover: each gene from either parent with equal probability."""
+        values = [a if rng.random() < 0.5 else b
+                  for a, b in zip(self.to_genes(first), self.to_genes(second), strict=True)]
+        return self.from_genes(values)
+
+    def encode(self, subnet: Subnet) -> list[float]:
+        """`[resolution] + width + depth + kernel_size + expand_ratio`, the predictors' input."""
+        return [float(v) for v in self.to_genes(subnet)]
+
+    def decode(self, vector: list[float]) -> Subnet:
+        return self.validate(dict(zip(FIELDS, _split(vector, self.num_stages), strict=True)))
+
+    def num_subnets(self) -> int:
+        """How many distinct architectures the space holds (resolutions included)."""
+        total = len(self.resolutions) * len(self.stem_widths) * len(self.head_widths)
+        for s in self.stages:
+            total *= len(s.widths) * len(s.depths) * len(s.kernels) * len(s.expand_ratios)
+        return total
+
+
+def _same_number(choice, value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and float(choice) == float(value)
+
+
+def _split(vector: list[float], num_stages: int) -> list:
+    resolution = int(vector[0])
+    width = [int(v) for v in vector[1: num_stages + 3]]
+    rest = vector[num_stages + 3:]
+    depth = [int(v) for v in rest[:num_stages]]
+    kernel = [int(v) for v in rest[num_stages: 2 * num_stages]]
+    expand = list(rest[2 * num_stages:])
+    return [resolution, width, depth, kernel, expand]

@@ -1,0 +1,210 @@
+"""The weight-sharing supernet: one set of max-size weights that runs any subnet of its space.
+
+A subnet uses the leading channels of every weight tensor, the centre crop of each 5x5 depthwise
+kernel and the leading entries of each BN layer. Module names mirror `StaticSubnet`, so extracting a
+subnet is slicing every tensor of the static model's state_dict out of the supernet's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import stochastic_depth
+
+from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
+from attentivenas.static import RESOLUTION_MODES, StaticSubnet, adapt_resolution
+
+
+class DynamicConv2d(nn.Conv2d):
+    """A conv whose active part is the leading channels and the centre kernel crop."""
+
+    def __init__(self, max_in: int, max_out: int, max_kernel: int, stride: int = 1,
+                 depthwise: bool = False, bias: bool = False):
+        super().__init__(max_in, max_out, max_kernel, stride, max_kernel // 2,
+                         groups=max_in if depthwise else 1, bias=bias)
+        self.depthwise = depthwise
+
+    def forward(self, x: torch.Tensor, out_channels: int | None = None,
+                kernel_size: int | None = None) -> torch.Tensor:
+        c_in = x.shape[1]
+        kernel = kernel_size or self.kernel_size[0]
+        if self.depthwise:
+            out_channels = c_in
+            weight = self.weight[:c_in]
+        else:
+            out_channels = out_channels or self.out_channels
+            weight = self.weight[:out_channels, :c_in]
+        crop = (self.kernel_size[0] - kernel) // 2
+        if crop:
+            weight = weight[:, :, crop: crop + kernel, crop: crop + kernel]
+        bias = None if self.bias is None else self.bias[:out_channels]
+        return F.conv2d(x, weight.contiguous(), bias, self.stride, kernel // 2, 1,
+                        c_in if self.depthwise else 1)
+
+
+class DynamicBatchNorm2d(nn.BatchNorm2d):
+    """BN over the leading channels; cumulative recalibration happens on extracted subnets."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
+                            self.training or not self.track_running_stats, self.momentum or 0.0, self.eps)
+
+
+class DynamicLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+
+
+class DynamicConvBnAct(nn.Module):
+    def __init__(self, max_in: int, max_out: int, max_kernel: int, stride: int = 1,
+                 depthwise: bool = False, activation: bool = True):
+        super().__init__()
+        self.conv = DynamicConv2d(max_in, max_out, max_kernel, stride, depthwise)
+        self.bn = DynamicBatchNorm2d(max_out)
+        self.act = nn.SiLU() if activation else None
+
+    def forward(self, x: torch.Tensor, out_channels: int | None = None,
+                kernel_size: int | None = None) -> torch.Tensor:
+        x = self.bn(self.conv(x, out_channels, kernel_size))
+        return x if self.act is None else self.act(x)
+
+
+class DynamicSqueezeExcitation(nn.Module):
+    """SE whose squeeze width follows the active channels (`se_channels`)."""
+
+    def __init__(self, max_channels: int, max_squeeze: int):
+        super().__init__()
+        self.fc1 = DynamicConv2d(max_channels, max_squeeze, 1, bias=True)
+        self.fc2 = DynamicConv2d(max_squeeze, max_channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = F.relu(self.fc1(scale, se_channels(c)))
+        return x * F.hardsigmoid(self.fc2(scale, c))
+
+
+class DynamicShortcut(nn.Module):
+    def __init__(self, max_in: int, max_out: int, stride: int, needs_conv: bool):
+        super().__init__()
+        self.stride = stride
+        self.pool = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
+        self.conv = DynamicConv2d(max_in, max_out, 1) if needs_conv else None
+
+    def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+        if x.shape[1] == out_channels and self.stride == 1:
+            return x
+        return self.conv(self.pool(x), out_channels)
+
+
+class DynamicBlock(nn.Module):
+    def __init__(self, in_choices: tuple[int, ...], out_choices: tuple[int, ...], max_kernel: int,
+                 expand_ratios: tuple[float, ...], stride: int, use_se: bool, has_expand_conv: bool):
+        super().__init__()
+        mids = sorted({expanded_channels(c, e) if has_expand_conv else c
+                       for c in in_choices for e in expand_ratios})
+        max_in, max_mid, max_out = max(in_choices), mids[-1], max(out_choices)
+        self.expand = DynamicConvBnAct(max_in, max_mid, 1) if has_expand_conv else None
+        self.depthwise = DynamicConvBnAct(max_mid, max_mid, max_kernel, stride, depthwise=True)
+        self.se = (DynamicSqueezeExcitation(max_mid, max(se_channels(m) for m in mids)) if use_se else None)
+        self.project = DynamicConvBnAct(max_mid, max_out, 1, activation=False)
+        needs_conv = stride > 1 or any(c_in != c_out for c_in in in_choices for c_out in out_choices)
+        self.shortcut = DynamicShortcut(max_in, max_out, stride, needs_conv)
+
+    def forward(self, x: torch.Tensor, out_channels: int, kernel_size: int, expand_ratio: float,
+                drop_prob: float = 0.0) -> torch.Tensor:
+        h = x
+        if self.expand is not None:
+            h = self.expand(h, expanded_channels(x.shape[1], expand_ratio))
+        h = self.depthwise(h, kernel_size=kernel_size)
+        if self.se is not None:
+            h = self.se(h)
+        h = self.project(h, out_channels)
+        if drop_prob > 0 and self.training:
+            h = stochastic_depth(h, drop_prob, "row")
+        return self.shortcut(x, out_channels) + h
+
+
+class Supernet(nn.Module):
+    """All subnets of `space` in one module; `set_active_subnet` picks the one `forward` runs.
+
+    Dropout before the classifier and drop-connect in the last two stages act only when the active
+    subnet was set with `regularize=True` (the sandwich rule's max subnet) and in training mode.
+    """
+
+    def __init__(self, space: SearchSpace, resolution_mode: str = "resize", dropout: float = 0.2,
+                 drop_connect: float = 0.2):
+        super().__init__()
+        if resolution_mode not in RESOLUTION_MODES:
+            raise ValueError(f"resolution_mode must be one of {RESOLUTION_MODES}, got {resolution_mode!r}")
+        self.space = space
+        self.resolution_mode = resolution_mode
+        self.dropout_rate = dropout
+        self.drop_connect_rate = drop_connect
+        self.stem = DynamicConvBnAct(space.in_channels, max(space.stem_widths), space.stem_kernel,
+                                     space.stem_stride)
+        stages = []
+        in_choices = space.stem_widths
+        for stage in space.stages:
+            blocks = []
+            for b in range(max(stage.depths)):
+                blocks.append(DynamicBlock(in_choices, stage.widths, max(stage.kernels), stage.expand_ratios,
+                                           stage.stride if b == 0 else 1, stage.se, stage.has_expand_conv))
+                in_choices = stage.widths
+            stages.append(nn.ModuleList(blocks))
+        self.stages = nn.ModuleList(stages)
+        max_last = space.head_expand * max(in_choices)
+        self.head_expand = DynamicConvBnAct(max(in_choices), max_last, 1)
+        self.feature_mix = nn.ModuleDict({"conv": DynamicConv2d(max_last, max(space.head_widths), 1)})
+        self.classifier = DynamicLinear(max(space.head_widths), space.num_classes)
+        for stage in self.stages:
+            for block in stage:
+                nn.init.zeros_(block.project.bn.weight)
+        self.set_active_subnet(space.max_subnet())
+
+    def set_active_subnet(self, subnet: Subnet, regularize: bool = False) -> None:
+        self.active_subnet = subnet
+        self.regularize = regularize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        subnet = self.active_subnet
+        x = adapt_resolution(x, subnet.resolution, self.resolution_mode)
+        x = self.stem(x, subnet.width[0])
+        regularize = self.regularize and self.training
+        total_blocks = sum(subnet.depth)
+        drop_from_stage = self.space.num_stages - 2
+        index = 0
+        for i, stage in enumerate(self.stages):
+            for block in stage[: subnet.depth[i]]:
+                drop = (self.drop_connect_rate * index / total_blocks
+                        if regularize and i >= drop_from_stage else 0.0)
+                x = block(x, subnet.width[i + 1], subnet.kernel_size[i], subnet.expand_ratio[i], drop)
+                index += 1
+        x = self.head_expand(x, self.space.head_expand * x.shape[1])
+        x = F.adaptive_avg_pool2d(x, 1)
+        x = F.silu(self.feature_mix["conv"](x, subnet.width[-1]))
+        x = torch.flatten(x, 1)
+        if regularize:
+            x = F.dropout(x, self.dropout_rate, training=True)
+        return self.classifier(x)
+
+    def extract(self, subnet: Subnet | None = None) -> StaticSubnet:
+        """The active (or given) subnet as a standalone model with sliced weights and BN statistics."""
+        subnet = subnet or self.active_subnet
+        device = next(self.parameters()).device
+        static = StaticSubnet(self.space, subnet, self.resolution_mode).to(device)
+        source = self.state_dict()
+        static.load_state_dict({name: slice_like(source[name], target)
+                                for name, target in static.state_dict().items()})
+        return static.train(self.training)
+
+
+def slice_like(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Leading entries of every dimension; the centre crop of conv kernels."""
+    if source.dim() == 4 and source.shape[-1] != target.shape[-1]:
+        crop = (source.shape[-1] - target.shape[-1]) // 2
+        size = target.shape[-1]
+        source = source[..., crop: crop + size, crop: crop + size]
+    return source[tuple(slice(0, n) for n in target.shape)].clone()
