@@ -17,14 +17,16 @@ from typing import Any
 
 import yaml
 
+from attentivenas.errors import UserInputError
+
 FIELDS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserInputError):
     """A search-space YAML file is malformed."""
 
 
-class SubnetError(ValueError):
+class SubnetError(UserInputError):
     """A subnet does not belong to its search space."""
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of `python -m attentivenas`: one module each, with HELP, add_arguments(parser) and run(args)."""

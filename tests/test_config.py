@@ -1,0 +1,51 @@
+import pytest
+import yaml
+
+from attentivenas.config import ConfigError, load_config, training_settings, validate_config
+
+
+def test_defaults_are_filled(tiny_config_dict):
+    config = validate_config(tiny_config_dict)
+    assert config["training"]["num_arch_training"] == 4
+    assert config["training"]["label_smoothing"] == 0.1
+    assert config["resolution_mode"] == "resize"
+    assert config["data"]["augmentation"]["horizontal_flip"] is True
+    assert "bignas" in config["methods"] and config["warmup"] == {}
+
+
+def test_run_settings_overlay_the_training_section(tiny_config_dict):
+    config = validate_config({**tiny_config_dict, "training": {"epochs": 5, "lr": 0.2},
+                              "warmup": {"epochs": 1},
+                              "methods": {"fast": {"sampler": "uniform", "training": {"lr": 0.05}}}})
+    assert training_settings(config, "warmup")["epochs"] == 1
+    assert training_settings(config, "warmup")["lr"] == 0.2
+    assert training_settings(config, "fast")["lr"] == 0.05
+    assert training_settings(config, "fast")["epochs"] == 5
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        training_settings(config, "nope")
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"training": {"lrr": 0.1}}, "training.lrr"),
+    ({"training": {"lr": -1}}, "training.lr"),
+    ({"methods": {"m": {"sampler": "attentive", "mode": "best"}}}, "methods.m.mode"),
+    ({"methods": {"m": {"sampler": "uniform", "mode": "bestup"}}}, "methods.m.mode"),
+    ({"space": "nope"}, "space"),
+    ({"search": {"targets_mflops": [100.0]}}, "search.targets_mflops"),
+    ({"resolution_mode": "stretch"}, "resolution_mode"),
+])
+def test_bad_values_name_the_key(tiny_config_dict, change, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        validate_config({**tiny_config_dict, **change})
+
+
+def test_load_config_file_and_overrides(tmp_path, tiny_config_dict):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict))
+    config = load_config(path, overrides={"training": {"epochs": 9}})
+    assert config["training"]["epochs"] == 9
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    path.write_text("space: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)

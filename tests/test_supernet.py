@@ -1,0 +1,117 @@
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from attentivenas.space import SearchSpace
+from attentivenas.static import StaticSubnet, adapt_resolution
+from attentivenas.supernet import Supernet, slice_like
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine parameters, so that slicing mistakes change outputs."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
+
+
+@pytest.mark.parametrize("name,batch", [("fmnist", 4), ("cifar10", 2), ("attentivenas", 1)])
+@pytest.mark.parametrize("mode", ["resize", "crop"])
+def test_extracted_subnet_equals_supernet(name, batch, mode):
+    space = SearchSpace.load(name)
+    torch.manual_seed(0)
+    supernet = Supernet(space, resolution_mode=mode).eval()
+    _randomize_bn(supernet)
+    rng = random.Random(5)
+    x = torch.randn(batch, space.in_channels, space.base_resolution, space.base_resolution)
+    for subnet in [space.min_subnet(), space.max_subnet(), space.sample_uniform(rng), space.sample_uniform(rng)]:
+        supernet.set_active_subnet(subnet)
+        with torch.no_grad():
+            expected = supernet(x)
+            static = supernet.extract()
+            got = static(x)
+        assert isinstance(static, StaticSubnet)
+        assert not any(type(m).__module__.startswith("attentivenas.supernet") for m in static.modules())
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_extraction_slices_leading_channels_and_kernel_centre():
+    source = torch.arange(4 * 3 * 5 * 5, dtype=torch.float32).reshape(4, 3, 5, 5)
+    target = torch.empty(2, 1, 3, 3)
+    sliced = slice_like(source, target)
+    assert torch.equal(sliced, source[:2, :1, 1:4, 1:4])
+    assert torch.equal(slice_like(torch.arange(10.0), torch.empty(4)), torch.arange(4.0))
+
+
+def test_last_bn_of_every_block_starts_at_zero_so_blocks_are_identities():
+    space = SearchSpace.load("fmnist")
+    supernet = Supernet(space)
+    for stage in supernet.stages:
+        for block in stage:
+            assert torch.count_nonzero(block.project.bn.weight) == 0
+            assert torch.count_nonzero(block.depthwise.bn.weight) > 0
+
+
+def test_gradients_reach_only_the_active_slices():
+    space = SearchSpace.load("fmnist")
+    supernet = Supernet(space).train()
+    for p in supernet.parameters():
+        nn.init.normal_(p, std=0.1)
+    subnet = space.min_subnet()
+    supernet.set_active_subnet(subnet)
+    supernet(torch.randn(4, 1, 28, 28)).sum().backward()
+    stem = supernet.stem.conv.weight.grad
+    assert stem[: subnet.width[0]].abs().sum() > 0 and stem[subnet.width[0]:].abs().sum() == 0
+    depthwise = supernet.stages[1][0].depthwise.conv.weight.grad
+    assert depthwise[:, :, 0].abs().sum() == 0 and depthwise[:, :, 1:4, 1:4].abs().sum() > 0
+    unused_block = supernet.stages[1][subnet.depth[1]]
+    assert all(p.grad is None for p in unused_block.parameters())
+
+
+def test_regularization_only_for_max_subnet_in_training():
+    space = SearchSpace.load("fmnist")
+    torch.manual_seed(0)
+    supernet = Supernet(space, dropout=0.5, drop_connect=0.5).train()
+    for p in supernet.parameters():
+        nn.init.normal_(p, std=0.1)
+    x = torch.randn(8, 1, 28, 28)
+    supernet.set_active_subnet(space.max_subnet(), regularize=False)
+    assert torch.equal(supernet(x), supernet(x))
+    supernet.set_active_subnet(space.max_subnet(), regularize=True)
+    assert not torch.equal(supernet(x), supernet(x))
+    supernet.eval()
+    assert torch.equal(supernet(x), supernet(x))
+
+
+def test_resolution_adapters():
+    x = torch.randn(2, 1, 28, 28)
+    assert adapt_resolution(x, 28, "resize") is x
+    assert adapt_resolution(x, 20, "resize").shape[-2:] == (20, 20)
+    cropped = adapt_resolution(x, 20, "crop")
+    assert torch.equal(cropped, x[..., 4:24, 4:24])
+    padded = adapt_resolution(x, 32, "crop")
+    assert padded.shape[-1] == 32 and torch.equal(padded[..., 2:30, 2:30], x) and padded[..., 0, :].abs().sum() == 0
+
+
+def test_static_subnet_state_dict_reloads_without_supernet():
+    space = SearchSpace.load("fmnist")
+    supernet = Supernet(space).eval()
+    _randomize_bn(supernet)
+    subnet = space.sample_uniform(random.Random(2))
+    static = supernet.extract(subnet)
+    rebuilt = StaticSubnet(space, subnet).eval()
+    rebuilt.load_state_dict(static.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), static(x))
+
+
+def test_unknown_resolution_mode():
+    with pytest.raises(ValueError, match="resize"):
+        Supernet(SearchSpace.load("fmnist"), resolution_mode="stretch")
