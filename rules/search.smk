@@ -1,0 +1,60 @@
+# Milestone `search`: evolutionary Pareto search in each method's supernet (fitness on the search
+# split), the chosen A0..A6-style models evaluated once on test, and uniform subnets of each supernet
+# evaluated for the per-FLOPs-bin accuracy plots.
+
+
+def search_inputs(wildcards):
+    inputs = {"checkpoint": rules.train_supernet.output.checkpoint.format(method=wildcards.method)}
+    if config["search"]["predictor_prefilter"]:
+        inputs["predictor"] = rules.fit_predictor.output.predictor
+    return inputs
+
+
+rule search_pareto:
+    input:
+        unpack(search_inputs),
+    output:
+        evaluated=f"{R}/search/{{method}}/evaluated.csv",
+        front=f"{R}/search/{{method}}/front.csv",
+        chosen=f"{R}/search/{{method}}/chosen.csv",
+        hypervolume=f"{R}/search/{{method}}/hypervolume.json",
+    log:
+        f"{R}/logs/search_pareto/{{method}}.log",
+    benchmark:
+        f"{R}/benchmarks/search_pareto/{{method}}.tsv"
+    params:
+        config=CONFIG_FILE,
+        settings=config["search"],
+        evaluation=config["evaluation"],
+        out_dir=lambda wildcards: f"{R}/search/{wildcards.method}",
+    threads: workflow.cores
+    resources:
+        mem_mb=TRAIN_MEM_MB,
+    script:
+        "../workflow/scripts/search_pareto.py"
+
+
+rule sample_method_subnets:
+    input:
+        checkpoint=rules.train_supernet.output.checkpoint,
+    output:
+        subnets=f"{R}/search/{{method}}/sampled.csv",
+    log:
+        f"{R}/logs/sample_method_subnets/{{method}}.log",
+    benchmark:
+        f"{R}/benchmarks/sample_method_subnets/{{method}}.tsv"
+    params:
+        config=CONFIG_FILE,
+        evaluation=config["evaluation"],
+        subnets=config["report"]["sampled_subnets"],
+    threads: workflow.cores
+    resources:
+        mem_mb=TRAIN_MEM_MB,
+    script:
+        "../workflow/scripts/sample_subnets.py"
+
+
+rule search:
+    input:
+        expand(rules.search_pareto.output.chosen, method=METHODS),
+        expand(rules.sample_method_subnets.output.subnets, method=METHODS),

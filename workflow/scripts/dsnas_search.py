@@ -1,0 +1,8 @@
+"""Snakemake job `dsnas_search`: one DSNAS run (search and train together) at one FLOPs target."""
+from attentivenas.pipeline import run_stage
+
+smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
+argv = ["dsnas", "--config", smk.params.config, "--target", smk.wildcards.target, "--out-dir", smk.params.out_dir]
+if hasattr(smk.input, "init"):
+    argv += ["--init-from", smk.input.init]
+run_stage(smk, argv)

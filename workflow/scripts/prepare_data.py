@@ -1,0 +1,5 @@
+"""Snakemake job `prepare_data`: check the data and record its splits."""
+from attentivenas.pipeline import run_stage
+
+smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
+run_stage(smk, ["prepare-data", "--config", smk.params.config, "--out", smk.output.summary])
