@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from attentivenas.errors import UserInputError
+from attentivenas.flops import flops_range
 from attentivenas.space import SearchSpace, SpaceError
 
 SCHEMA_FILE = "config_schema.yaml"
@@ -77,22 +78,13 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         space = SearchSpace.load(filled["space"])
     except SpaceError as err:
         raise ConfigError(f"{source}: config key 'space': {err}") from None
-    for method, settings in filled["methods"].items():
-        if settings["sampler"] == "uniform" and "mode" in config.get("methods", {}).get(method, {}):
-            raise ConfigError(f"{source}: config key 'methods.{method}.mode' applies to sampler 'attentive' only")
-    low, high = _flops_range(space)
+    low, high = flops_range(space)
     for section in ("search", "dsnas"):
         for target in filled[section].get("targets_mflops", []):
             if not low <= target <= high:
                 raise ConfigError(f"{source}: config key '{section}.targets_mflops': {target} MFLOPs is outside "
                                   f"space {space.name!r}, which spans {low:.3f} to {high:.3f} MFLOPs")
     return filled
-
-
-def _flops_range(space: SearchSpace) -> tuple[float, float]:
-    from attentivenas.flops import mflops
-
-    return mflops(space, space.min_subnet()), mflops(space, space.max_subnet())
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
 
@@ -29,7 +29,7 @@ def _bn(channels: int) -> int:
     return 2 * channels
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spatial_sizes(resolution: int, stem_stride: int, strides: tuple[int, ...]) -> tuple[int, ...]:
     sizes = [math.ceil(resolution / stem_stride)]
     for s in strides:
@@ -87,3 +87,8 @@ def count(space: SearchSpace, subnet: Subnet) -> Cost:
 
 def mflops(space: SearchSpace, subnet: Subnet) -> float:
     return count(space, subnet).mflops
+
+
+def flops_range(space: SearchSpace) -> tuple[float, float]:
+    """MFLOPs of the smallest and the largest subnet of the space."""
+    return mflops(space, space.min_subnet()), mflops(space, space.max_subnet())

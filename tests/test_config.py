@@ -29,7 +29,6 @@ def test_run_settings_overlay_the_training_section(tiny_config_dict):
     ({"training": {"lrr": 0.1}}, "training.lrr"),
     ({"training": {"lr": -1}}, "training.lr"),
     ({"methods": {"m": {"sampler": "attentive", "mode": "best"}}}, "methods.m.mode"),
-    ({"methods": {"m": {"sampler": "uniform", "mode": "bestup"}}}, "methods.m.mode"),
     ({"space": "nope"}, "space"),
     ({"search": {"targets_mflops": [100.0]}}, "search.targets_mflops"),
     ({"resolution_mode": "stretch"}, "resolution_mode"),

@@ -1,0 +1,40 @@
+"""DSNAS, the one-stage baseline: search one child at a FLOPs target, evaluate it without retraining.
+
+Writes into --out-dir: child.json (subnet + mflops, params_m), summary.json (accuracy, compute spent,
+frozen decisions, final probabilities), metrics.csv (per step) and supernet.pt (the trained weights).
+Rerunning an interrupted command resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from attentivenas.config import load_config
+from attentivenas.dsnas import run_dsnas
+from attentivenas.runtime import set_threads
+
+HELP = "DSNAS one-stage search of one child at a FLOPs target"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment config YAML (section `dsnas`)")
+    parser.add_argument("--target", required=True, type=float, metavar="MFLOPS",
+                        help="FLOPs target in MFLOPs (one of dsnas.targets_mflops in the pipeline)")
+    parser.add_argument("--out-dir", required=True,
+                        help="directory for child.json, summary.json, metrics.csv, supernet.pt")
+    parser.add_argument("--init-from", default=None, metavar="CKPT",
+                        help="warm-up supernet checkpoint (required when dsnas.init is warmup)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    set_threads(args.threads)
+    summary = run_dsnas(config, args.target, args.out_dir, init_from=args.init_from,
+                        progress=not args.no_progress)
+    print(f"dsnas target {summary['target_mflops']:g} MFLOPs: child {summary['mflops']:.3f} MFLOPs, "
+          f"{summary['params_m']:.4f} M params, top-1 {summary['top1_test']:.2f}% (test), "
+          f"{summary['top1_search']:.2f}% (search); {summary['steps']} steps, "
+          f"{summary['images_processed']} images, {summary['wall_seconds']:.1f} s")
+    return 0

@@ -1,0 +1,63 @@
+"""Train a supernet with the sandwich rule: the `warmup` run (uniform sampling) or one of config `methods`.
+
+Writes into --out-dir: supernet.pt (last, once complete), resume.pt (rerun the same command to resume),
+metrics.csv (per step), epochs.csv (max/min subnet top-1 on the search split), summary.json, and for
+attentive runs flops_table.csv and flops_histogram.csv (the FLOPs prior). With config key
+`training.processes` > 1 it re-launches itself under torchrun, one DDP process each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from attentivenas.config import load_config
+from attentivenas.runtime import set_threads
+from attentivenas.space import SearchSpace
+from attentivenas.training import Trainer, check_run, final_checkpoint_complete, stop_processes, under_torchrun
+
+HELP = "train a supernet (warmup or a config method) with the sandwich rule"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment config YAML")
+    parser.add_argument("--run", required=True, help="'warmup' or a key of config 'methods'")
+    parser.add_argument("--out-dir", required=True, help="folder for the checkpoints, logs and summary")
+    parser.add_argument("--init-from", help="checkpoint to start from, for runs with training.init: warmup")
+    parser.add_argument("--predictor", help="accuracy predictor file, for methods with estimator: predictor")
+    parser.add_argument("--threads", type=int, help="CPU threads in all (split among DDP processes)")
+
+
+def relaunch_command(args: argparse.Namespace, processes: int) -> list[str]:
+    # `--` keeps torchrun's parser off our flags (it reads `--run` as an abbreviation of its `--run-path`)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(processes), "-m", "--", "attentivenas", "train", "--config", args.config, "--run", args.run,
+               "--out-dir", args.out_dir]
+    for flag, value in (("--init-from", args.init_from), ("--predictor", args.predictor),
+                        ("--threads", args.threads)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = check_run(config, args.run, args.init_from, args.predictor)
+    if final_checkpoint_complete(args.out_dir, SearchSpace.load(config["space"])):
+        print(f"{args.out_dir}: supernet.pt is complete; nothing to do (delete it to retrain)")
+        return 0
+    if settings["processes"] > 1 and not under_torchrun():
+        return subprocess.run(relaunch_command(args, settings["processes"]), check=False).returncode
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    set_threads(max(1, args.threads // world_size) if args.threads else None)
+    try:
+        summary = Trainer(config, args.run, args.out_dir, init_from=args.init_from,
+                          predictor_path=args.predictor).fit()
+    finally:
+        stop_processes()
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"{args.run}: {summary['steps']} steps, {summary['wall_seconds']:.1f} s; search-split top-1 "
+              f"max {summary['top1_max']}, min {summary['top1_min']}; files in {args.out_dir}")
+    return 0

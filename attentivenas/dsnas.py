@@ -1,0 +1,474 @@
+"""DSNAS: architecture logits and supernet weights learnt together, then the argmax child, no retraining.
+
+Every gene of the space (resolution; stem, per-stage and head width; per-stage depth, kernel and expand
+ratio) is one decision with a categorical distribution over its choices (learnable logits). Each step
+samples a one-hot choice per decision, only that subnet runs, and one backward pass on the minibatch
+gives both the weight gradients and the architecture gradients.
+
+Gates. The sampled one-hot vector Z of each unfrozen decision is a leaf tensor; its chosen entry (value
+1, so outputs stay bit-identical) is multiplied into the forward pass where that decision acts:
+
+- width, kernel and expand ratio of stage i: the residual branch (project BN output) of every active
+  block of the stage, times the product of the three chosen entries. They shape exactly that branch;
+  dL/dZ = sum over blocks of <dL/dbranch, branch>.
+- depth of stage i: the stage output. Read the stage as a fixed trunk (the minimum depth) followed by
+  the chosen "op": the extra blocks the choice keeps, or the identity when it keeps none. Gating the
+  op's whole output (the stage output either way) gives every choice, skip included, a credit
+  <dL/dy, y>; gating only residual branches would leave skip with none, so it could never win.
+- stem width: the stem output; head width: the classifier input; resolution: the logits (the input is
+  followed by the stem's BN, which cancels any scale, so the first place a resolution gate can show
+  is downstream; the logits take the whole network's response to the choice).
+
+Estimator. The gradient of the expected loss is E_Z[L(Z) grad log p(Z)] (score function). DSNAS replaces
+L by its first-order term in the sampled gate, dL/dZ_c at Z_c = 1: L(Z) = L(Z_c = 0) + dL/dZ_c + O(2nd
+order), and the zeroed-op term acts as a per-sample baseline that is dropped. So the architecture
+gradient of each decision's logits is (dL/dZ_c) * grad log p(c) = (dL/dZ_c) * (onehot(c) - softmax(logits)):
+unbiased when L is linear in the gated output (tested), low-bias and much lower-variance than raw
+REINFORCE otherwise. It is applied explicitly through the surrogate sum_d credit_d * log p_d(c_d) with
+detached credits, never through a relaxation. The FLOPs count is not differentiable: when the sampled
+subnet exceeds the target, penalty * (mflops / target - 1) is added to every credit (REINFORCE).
+
+A decision whose top probability leads the runner-up by `fix_margin` is frozen at its argmax: no more
+sampling, gating or updates. Decisions with one choice are frozen from the start.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
+from attentivenas.data import DataError, build_splits, make_loader
+from attentivenas.errors import UserInputError
+from attentivenas.evaluation import SubnetEvaluator
+from attentivenas.flops import count, flops_range, mflops
+from attentivenas.io import write_csv, write_json
+from attentivenas.runtime import resolve_device, seed_everything
+from attentivenas.space import SearchSpace, Subnet
+from attentivenas.supernet import Supernet
+from attentivenas.training import build_optimizer, lr_factor, restore_rng_states, rng_states
+
+RESUME_FILE = "resume.pt"
+METRIC_FIELDS = ("step", "epoch", "loss", "arch_entropy", "sampled_mflops", "frozen", "lr")
+
+
+class DSNASError(UserInputError):
+    """A DSNAS run cannot start with the given target, init or resume state."""
+
+
+# ---------------------------------------------------------------- the estimator
+
+def sample_choice(probabilities: torch.Tensor, generator: torch.Generator) -> int:
+    return int(torch.multinomial(probabilities.detach().float().cpu(), 1, generator=generator))
+
+
+def one_hot_gate(num_choices: int, choice: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The sampled Z: a one-hot leaf tensor whose gradient after backward is dL/dZ."""
+    return F.one_hot(torch.tensor(choice), num_choices).to(device, torch.float32).requires_grad_()
+
+
+def architecture_surrogate(logits: Sequence[torch.Tensor], choices: Sequence[int],
+                           credits: Sequence[torch.Tensor | float]) -> torch.Tensor:
+    """sum_d credit_d * log p_d(c_d); its gradient wrt each logits vector is credit * grad log p(c)."""
+    terms = [torch.as_tensor(credit).detach().to(theta.device) * F.log_softmax(theta, -1)[choice]
+             for theta, choice, credit in zip(logits, choices, credits, strict=True)]
+    return torch.stack(terms).sum()
+
+
+def flops_penalty(sampled_mflops: float, target_mflops: float, weight: float) -> float:
+    """weight * (mflops / target - 1) above the target, 0 at or below it."""
+    return weight * max(sampled_mflops / target_mflops - 1.0, 0.0)
+
+
+# ---------------------------------------------------------------- the distribution
+
+class ArchitectureDistribution(nn.Module):
+    """One categorical distribution per gene; `frozen_choice` is -1 while a decision is still searched."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        self.logits = nn.ParameterList([nn.Parameter(torch.zeros(len(g.choices))) for g in space.genes])
+        single = torch.tensor([len(g.choices) == 1 for g in space.genes])
+        self.register_buffer("frozen_choice", torch.where(single, 0, -1))
+        self.register_buffer("frozen_step", torch.where(single, 0, -1))
+        self.positions = {(g.field, g.index): i for i, g in enumerate(space.genes)}
+
+    def is_frozen(self, position: int) -> bool:
+        return int(self.frozen_choice[position]) >= 0
+
+    @property
+    def num_frozen(self) -> int:
+        return int((self.frozen_choice >= 0).sum())
+
+    def probabilities(self) -> list[torch.Tensor]:
+        return [F.softmax(theta.detach(), -1) for theta in self.logits]
+
+    def sample(self, generator: torch.Generator, uniform: bool = False) -> list[int]:
+        """A choice index per gene: frozen ones fixed, the others drawn (uniformly when `uniform`)."""
+        choices = []
+        for frozen, theta in zip(self.frozen_choice.tolist(), self.logits, strict=True):
+            if frozen >= 0:
+                choices.append(frozen)
+            else:
+                probabilities = torch.ones(len(theta)) if uniform else F.softmax(theta.detach(), -1)
+                choices.append(sample_choice(probabilities, generator))
+        return choices
+
+    def subnet(self, choices: Sequence[int]) -> Subnet:
+        return self.space.from_genes([g.choices[c] for g, c in zip(self.space.genes, choices, strict=True)])
+
+    def argmax_choices(self) -> list[int]:
+        return [frozen if frozen >= 0 else int(theta.detach().argmax())
+                for frozen, theta in zip(self.frozen_choice.tolist(), self.logits, strict=True)]
+
+    def gates(self, choices: Sequence[int]) -> Gates:
+        device = self.logits[0].device
+        z = [None if frozen >= 0 else one_hot_gate(len(theta), c, device)
+             for frozen, theta, c in zip(self.frozen_choice.tolist(), self.logits, choices, strict=True)]
+        return Gates(self, list(choices), z)
+
+    def entropy(self) -> float:
+        """Total entropy (nats) of the decisions still searched."""
+        pairs = zip(self.frozen_choice.tolist(), self.probabilities(), strict=True)
+        return sum(float(torch.special.entr(p).sum()) for frozen, p in pairs if frozen < 0)
+
+    def freeze_confident(self, margin: float, step: int) -> list[int]:
+        """Freeze every searched decision whose top probability leads the runner-up by `margin`."""
+        newly = []
+        pairs = zip(self.frozen_choice.tolist(), self.probabilities(), strict=True)
+        for position, (frozen, probabilities) in enumerate(pairs):
+            if frozen >= 0:
+                continue
+            top = torch.topk(probabilities, 2).values
+            if float(top[0] - top[1]) >= margin:
+                self.frozen_choice[position] = int(probabilities.argmax())
+                self.frozen_step[position] = step
+                newly.append(position)
+        return newly
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Per decision: choices, final probabilities, and the frozen choice and step (None if searched)."""
+        described = {}
+        for i, (gene, probabilities) in enumerate(zip(self.space.genes, self.probabilities(), strict=True)):
+            frozen = self.is_frozen(i)
+            described[gene.label] = {
+                "choices": list(gene.choices), "probabilities": [round(float(p), 6) for p in probabilities],
+                "frozen_choice": gene.choices[int(self.frozen_choice[i])] if frozen else None,
+                "frozen_step": int(self.frozen_step[i]) if frozen else None}
+        return described
+
+
+@dataclass
+class Gates:
+    """The sampled Z vectors of one step (None for frozen decisions)."""
+
+    distribution: ArchitectureDistribution
+    choices: list[int]
+    z: list[torch.Tensor | None]
+
+    def gate(self, field: str, index: int | None) -> torch.Tensor | None:
+        position = self.distribution.positions[(field, index)]
+        z = self.z[position]
+        return None if z is None else z[self.choices[position]]
+
+    def credits(self) -> dict[int, torch.Tensor]:
+        """dL/dZ at the chosen entry of every gated decision, after backward."""
+        return {position: z.grad[self.choices[position]]
+                for position, z in enumerate(self.z) if z is not None}
+
+
+def _product(factors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    present = [f for f in factors if f is not None]
+    return math.prod(present) if present else None
+
+
+def _scale_output(gate: torch.Tensor):
+    return lambda module, inputs, output: output * gate
+
+
+def _scale_input(gate: torch.Tensor):
+    return lambda module, inputs: (inputs[0] * gate, *inputs[1:])
+
+
+@contextmanager
+def gated(supernet: Supernet, gates: Gates | None) -> Iterator[None]:
+    """Multiply the gates into the supernet's forward (module docstring) through torch forward hooks."""
+    if gates is None:
+        yield
+        return
+    subnet = supernet.active_subnet
+    handles = []
+
+    def hook(module: nn.Module, gate: torch.Tensor | None, on_input: bool = False) -> None:
+        if gate is not None:
+            handles.append(module.register_forward_pre_hook(_scale_input(gate)) if on_input
+                           else module.register_forward_hook(_scale_output(gate)))
+
+    hook(supernet.stem, gates.gate("width", 0))
+    for i, stage in enumerate(supernet.stages):
+        branch = _product([gates.gate("width", i + 1), gates.gate("kernel_size", i),
+                           gates.gate("expand_ratio", i)])
+        for block in stage[: subnet.depth[i]]:
+            hook(block.project, branch)
+        hook(stage[subnet.depth[i] - 1], gates.gate("depth", i))
+    hook(supernet.classifier, gates.gate("width", supernet.space.num_stages + 1), on_input=True)
+    hook(supernet.classifier, gates.gate("resolution", None))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------- the joint step
+
+@dataclass(frozen=True)
+class StepRecord:
+    loss: float
+    arch_entropy: float
+    sampled_mflops: float
+    frozen: int
+    lr: float
+
+
+class DSNAS:
+    """One weight-sharing supernet and its architecture distribution, trained jointly one step at a time."""
+
+    def __init__(self, supernet: Supernet, settings: dict[str, Any], target_mflops: float, total_steps: int,
+                 warmup_steps: int, seed: int):
+        self.supernet = supernet
+        self.space = supernet.space
+        self.settings = settings
+        self.target_mflops = target_mflops
+        self.warmup_steps = warmup_steps
+        self.device = next(supernet.parameters()).device
+        self.distribution = ArchitectureDistribution(self.space).to(self.device)
+        self.weight_optimizer = build_optimizer(supernet, settings)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.weight_optimizer,
+                                                           lambda step: lr_factor(step, 0, total_steps))
+        self.arch_optimizer = torch.optim.Adam(self.distribution.parameters(), lr=settings["arch_lr"],
+                                               betas=tuple(settings["arch_betas"]), foreach=True)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step_count = 0
+
+    @property
+    def searching(self) -> bool:
+        """False during the weight-only warm-up, when subnets are drawn uniformly and logits stay put."""
+        return self.step_count >= self.warmup_steps
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> StepRecord:
+        searching = self.searching
+        choices = self.distribution.sample(self.generator, uniform=not searching)
+        self.supernet.set_active_subnet(self.distribution.subnet(choices))
+        self.supernet.train()
+        gates = self.distribution.gates(choices) if searching else None
+        with gated(self.supernet, gates):
+            loss = self.criterion(self.supernet(images), labels)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self.scheduler.get_last_lr()[0]
+        self.weight_optimizer.step()
+        self.scheduler.step()
+        sampled = mflops(self.space, self.supernet.active_subnet)
+        if searching:
+            self.architecture_step(choices, gates.credits(), sampled)
+        self.step_count += 1
+        return StepRecord(loss=loss.item(), arch_entropy=self.distribution.entropy(), sampled_mflops=sampled,
+                          frozen=self.distribution.num_frozen, lr=lr)
+
+    def architecture_step(self, choices: Sequence[int], credits: dict[int, torch.Tensor],
+                          sampled_mflops: float) -> None:
+        """One Adam step of the logits along the DSNAS estimate plus the FLOPs penalty, then freezing."""
+        if not credits:
+            return
+        penalty = flops_penalty(sampled_mflops, self.target_mflops, self.settings["flops_penalty"])
+        positions = sorted(credits)
+        surrogate = architecture_surrogate([self.distribution.logits[i] for i in positions],
+                                           [choices[i] for i in positions],
+                                           [credits[i] + penalty for i in positions])
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        surrogate.backward()
+        self.arch_optimizer.step()
+        self.distribution.freeze_confident(self.settings["fix_margin"], self.step_count)
+
+    def child(self) -> Subnet:
+        return self.distribution.subnet(self.distribution.argmax_choices())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"distribution": self.distribution.state_dict(),
+                "weight_optimizer": self.weight_optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "arch_optimizer": self.arch_optimizer.state_dict(),
+                "generator": self.generator.get_state(), "step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.distribution.load_state_dict(state["distribution"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_count = state["step_count"]
+
+
+# ---------------------------------------------------------------- one run
+
+def check_target(space: SearchSpace, target_mflops: float) -> None:
+    low, high = flops_range(space)
+    if not low <= target_mflops <= high:
+        raise DSNASError(f"--target {target_mflops} MFLOPs (config key dsnas.targets_mflops) is outside "
+                         f"space {space.name!r}, which spans {low:.3f} to {high:.3f} MFLOPs")
+
+
+def _fingerprint(config: dict[str, Any], target_mflops: float, init_from: str | None) -> dict[str, Any]:
+    """What a resume checkpoint must agree on with the rerun that picks it up."""
+    return {"target_mflops": float(target_mflops), "init_from": init_from, "seed": config["seed"],
+            **{key: config[key] for key in ("space", "resolution_mode", "data", "supernet", "dsnas")}}
+
+
+def _load_resume(path: Path, space: SearchSpace, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, space)
+    if state.get("fingerprint") != fingerprint:
+        changed = sorted(k for k in fingerprint if state.get("fingerprint", {}).get(k) != fingerprint[k])
+        raise DSNASError(f"resume checkpoint {path} was written with other settings ({', '.join(changed)}); "
+                         "delete it to start over, or give another --out-dir")
+    return state
+
+
+def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path | None) -> dict | None:
+    """The warm-up checkpoint's state when `dsnas.init` is warmup; errors when init and flag disagree."""
+    init = config["dsnas"]["init"]
+    if init == "warmup" and init_from is None:
+        raise DSNASError("config key dsnas.init is 'warmup' but no --init-from checkpoint was given; pass "
+                         "the warm-up supernet (results/<name>/warmup/supernet.pt), or set dsnas.init: "
+                         "scratch")
+    if init == "scratch" and init_from is not None:
+        raise DSNASError(f"--init-from {init_from} was given but config key dsnas.init is 'scratch'; "
+                         "set dsnas.init: warmup to start from it")
+    if init_from is None:
+        return None
+    state = load_checkpoint(init_from, space)
+    if state["resolution_mode"] != config["resolution_mode"]:
+        raise DSNASError(f"--init-from {init_from} was trained with resolution_mode "
+                         f"{state['resolution_mode']!r}, config key resolution_mode says "
+                         f"{config['resolution_mode']!r}")
+    return state
+
+
+def _steps_per_epoch(settings: dict[str, Any], train_images: int, source: str) -> int:
+    if train_images < settings["batch_size"]:
+        raise DSNASError(f"config key dsnas.batch_size={settings['batch_size']} exceeds the {train_images} "
+                         f"training images of {source}")
+    steps = train_images // settings["batch_size"]
+    return steps if settings["max_steps_per_epoch"] is None else min(steps, settings["max_steps_per_epoch"])
+
+
+def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
+              init_from: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Search one child at `target_mflops`, evaluate it, write its outputs into `out_dir`; the summary.
+
+    `config` is a validated experiment config. Outputs: child.json, summary.json, metrics.csv and
+    supernet.pt. A rerun resumes from out_dir/resume.pt, written at the end of every epoch.
+    """
+    space = SearchSpace.load(config["space"])
+    settings = config["dsnas"]
+    check_target(space, target_mflops)
+    init_state = _load_init(config, space, init_from)
+    out_dir = Path(out_dir)
+    resume_path = out_dir / RESUME_FILE
+    fingerprint = _fingerprint(config, target_mflops, None if init_from is None else str(init_from))
+    resume = _load_resume(resume_path, space, fingerprint)
+
+    seed_everything(config["seed"])
+    device = resolve_device(config["device"])
+    try:
+        splits = build_splits(config["data"], image_size=space.base_resolution)
+    except DataError as err:
+        raise DSNASError(f"config key 'data': {err}") from None
+    batch_size = settings["batch_size"]
+    steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
+    total_steps = steps_per_epoch * settings["epochs"]
+    supernet = Supernet(space, resolution_mode=config["resolution_mode"], **{
+        key: config["supernet"][key] for key in ("dropout", "drop_connect")})
+    if init_state is not None:
+        supernet.load_state_dict(init_state["supernet"])
+    supernet.to(device)
+    search = DSNAS(supernet, settings, target_mflops, total_steps,
+                   warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"])
+    start_epoch, rows, search_seconds = 0, [], 0.0
+    if resume is not None:
+        supernet.load_state_dict(resume["supernet"])
+        search.load_state_dict(resume["search"])
+        start_epoch, rows, search_seconds = resume["epoch"], resume["metrics"], resume["search_seconds"]
+        restore_rng_states(resume["rng"])
+
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=search.step_count, desc=f"dsnas {target_mflops:g} MFLOPs",
+               disable=not progress)
+    for epoch in range(start_epoch, settings["epochs"]):
+        loader = make_loader(splits.train, batch_size, shuffle=True, seed=config["seed"] + epoch,
+                             drop_last=True, num_workers=config["data"]["num_workers"])
+        for _, (images, labels) in zip(range(steps_per_epoch), loader, strict=False):
+            record = search.step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+            rows.append({"step": search.step_count, "epoch": epoch, "loss": round(record.loss, 6),
+                         "arch_entropy": round(record.arch_entropy, 6),
+                         "sampled_mflops": round(record.sampled_mflops, 4), "frozen": record.frozen,
+                         "lr": record.lr})
+            bar.update()
+            bar.set_postfix(loss=f"{record.loss:.3f}", mflops=f"{record.sampled_mflops:.2f}",
+                            frozen=record.frozen)
+        save_checkpoint(resume_path, supernet_state(
+            supernet, search=search.state_dict(), epoch=epoch + 1, metrics=rows, fingerprint=fingerprint,
+            search_seconds=search_seconds + time.perf_counter() - started, rng=rng_states()))
+    bar.close()
+    search_seconds += time.perf_counter() - started
+    summary = _finish(config, splits, search, out_dir, rows, search_seconds, device)
+    resume_path.unlink(missing_ok=True)
+    return summary
+
+
+def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path, rows: list[dict[str, Any]],
+            search_seconds: float, device: torch.device) -> dict[str, Any]:
+    """Derive the argmax child, save the supernet, evaluate the child (no retraining), write the outputs."""
+    child = search.child()
+    cost = count(search.space, child)
+    save_checkpoint(out_dir / "supernet.pt", supernet_state(
+        search.supernet, method="dsnas", target_mflops=search.target_mflops, child=child.to_dict(),
+        architecture=search.distribution.state_dict()))
+    evaluation_started = time.perf_counter()
+    evaluators = {split: SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"],
+                                         num_workers=config["data"]["num_workers"])
+                  for split in ("search", "test")}
+    results = {split: evaluator.evaluate(search.supernet, child) for split, evaluator in evaluators.items()}
+    evaluation_seconds = time.perf_counter() - evaluation_started
+    calibration_images = min(config["evaluation"]["calibration_images"], len(splits.calibration))
+    decisions = search.distribution.describe()
+    summary = {
+        "method": "dsnas", "target_mflops": search.target_mflops, "mflops": cost.mflops,
+        "params_m": cost.params_m, "top1_search": results["search"].top1, "top1_test": results["test"].top1,
+        "wall_seconds": search_seconds + evaluation_seconds, "search_seconds": search_seconds,
+        "evaluation_seconds": evaluation_seconds,
+        "images_processed": search.step_count * search.settings["batch_size"],
+        "evaluation_images": sum(r.images + calibration_images for r in results.values()),
+        "steps": search.step_count, "warmup_steps": search.warmup_steps, "init": search.settings["init"],
+        "child": child.to_dict(),
+        "frozen": {label: {"choice": d["frozen_choice"], "step": d["frozen_step"]}
+                   for label, d in decisions.items() if d["frozen_choice"] is not None},
+        "decisions": decisions,
+    }
+    write_json(out_dir / "child.json", {**child.to_dict(), "mflops": cost.mflops, "params_m": cost.params_m})
+    write_csv(out_dir / "metrics.csv", rows, fieldnames=list(METRIC_FIELDS))
+    write_json(out_dir / "summary.json", summary)
+    return summary

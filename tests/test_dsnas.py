@@ -1,0 +1,289 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attentivenas.dsnas as dsnas_module
+from attentivenas.__main__ import main
+from attentivenas.checkpoint import load_checkpoint, load_supernet
+from attentivenas.config import validate_config
+from attentivenas.dsnas import (
+    DSNAS,
+    ArchitectureDistribution,
+    DSNASError,
+    architecture_surrogate,
+    flops_penalty,
+    flops_range,
+    gated,
+    one_hot_gate,
+    run_dsnas,
+    sample_choice,
+)
+from attentivenas.flops import count, mflops
+from attentivenas.io import read_csv, read_json
+from attentivenas.space import SearchSpace
+from attentivenas.supernet import Supernet
+
+TARGET = 2.0
+TINY_DATA = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist" / "fmnist-2k-500.npz"
+TINY_CONFIG = {"seed": 0, "space": "fmnist",
+               "data": {"dataset": "fashion_mnist", "source": str(TINY_DATA), "search_holdout": 100}}
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    return SearchSpace.load("fmnist")
+
+
+def tiny_run_config(**dsnas) -> dict:
+    return validate_config({
+        **TINY_CONFIG,
+        "evaluation": {"calibration_images": 64, "calibration_batch_size": 64, "batch_size": 250},
+        "dsnas": {"epochs": 2, "max_steps_per_epoch": 3, "batch_size": 32, "arch_lr": 0.05, **dsnas},
+    })
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return tiny_run_config()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    config = tiny_run_config()
+    out = tmp_path_factory.mktemp("dsnas")
+    summary = run_dsnas(config, TARGET, out, progress=False)
+    return config, out, summary
+
+
+# ---------------------------------------------------------------- the estimator
+
+def test_estimator_matches_exact_gradient_of_expected_loss():
+    """Two decisions gate one output, L(Z1, Z2) = Z1^T C Z2: the estimate averages to grad E[L]."""
+    generator = torch.Generator().manual_seed(0)
+    logits = [torch.tensor([0.8, -0.4, 0.1], requires_grad=True),
+              torch.tensor([-0.5, 0.3, 0.9, 0.0], requires_grad=True)]
+    cost = torch.randn(3, 4, generator=torch.Generator().manual_seed(1)) + 1.0
+    expected_loss = F.softmax(logits[0], -1) @ cost @ F.softmax(logits[1], -1)
+    exact = torch.autograd.grad(expected_loss, logits)
+
+    samples = 4000
+    estimate = [torch.zeros_like(t) for t in logits]
+    without_log_prob = [torch.zeros_like(t) for t in logits]
+    for _ in range(samples):
+        choices = [sample_choice(F.softmax(t.detach(), -1), generator) for t in logits]
+        z = [one_hot_gate(len(t), c) for t, c in zip(logits, choices, strict=True)]
+        (z[0] @ cost @ z[1]).backward()
+        credits = [zi.grad[c] for zi, c in zip(z, choices, strict=True)]
+        grads = torch.autograd.grad(architecture_surrogate(logits, choices, credits), logits)
+        for i, (grad, credit, choice) in enumerate(zip(grads, credits, choices, strict=True)):
+            estimate[i] += grad / samples
+            without_log_prob[i] += credit * F.one_hot(torch.tensor(choice), len(logits[i])) / samples
+    for i in range(2):
+        torch.testing.assert_close(estimate[i], exact[i], atol=0.06, rtol=0)
+        assert (without_log_prob[i] - exact[i]).abs().max() > 0.2
+
+
+def test_surrogate_gradient_is_credit_times_score():
+    logits = torch.tensor([0.2, -1.0, 0.5], requires_grad=True)
+    architecture_surrogate([logits], [2], [torch.tensor(-0.7)]).backward()
+    expected = -0.7 * (F.one_hot(torch.tensor(2), 3) - F.softmax(logits.detach(), -1))
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_flops_penalty_only_above_target():
+    assert flops_penalty(1.0, 2.0, 3.0) == 0.0
+    assert flops_penalty(2.0, 2.0, 3.0) == 0.0
+    assert flops_penalty(3.0, 2.0, 3.0) == pytest.approx(1.5)
+
+
+# ---------------------------------------------------------------- gates
+
+def test_gates_keep_outputs_bit_identical_and_every_decision_gets_credit(space):
+    torch.manual_seed(0)
+    supernet = Supernet(space).train()
+    for module in supernet.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.weight, 0.5, 1.5)  # project BN gammas start at 0: no branch credit
+    distribution = ArchitectureDistribution(space)
+    choices = distribution.sample(torch.Generator().manual_seed(3))
+    choices[distribution.positions[("depth", 1)]] = 0  # minimum depth: "skip" must still earn credit
+    supernet.set_active_subnet(distribution.subnet(choices))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        plain = supernet(x)
+    gates = distribution.gates(choices)
+    with gated(supernet, gates):
+        output = supernet(x)
+    assert torch.equal(output, plain)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in supernet.modules())
+    F.cross_entropy(output, torch.tensor([0, 1, 2, 3])).backward()
+    credits = gates.credits()
+    searched = [i for i in range(len(space.genes)) if not distribution.is_frozen(i)]
+    assert sorted(credits) == searched
+    assert all(float(c) != 0.0 for c in credits.values())
+
+
+def test_single_choice_decisions_start_frozen(space):
+    distribution = ArchitectureDistribution(space)
+    single = [i for i, g in enumerate(space.genes) if len(g.choices) == 1]
+    assert single and all(distribution.is_frozen(i) for i in single)
+    assert distribution.num_frozen == len(single)
+
+
+# ---------------------------------------------------------------- freezing and the FLOPs penalty
+
+def test_decision_freezes_once_margin_reached(space):
+    distribution = ArchitectureDistribution(space)
+    confident, close = distribution.positions[("kernel_size", 1)], distribution.positions[("depth", 1)]
+    with torch.no_grad():
+        distribution.logits[confident].copy_(torch.tensor([0.0, 1.0]))  # 0.27 / 0.73: margin 0.46
+        distribution.logits[close].copy_(torch.tensor([0.3, 0.0, 0.0]))  # margin 0.07
+    entropy_before = distribution.entropy()
+    assert distribution.freeze_confident(0.3, step=7) == [confident]
+    assert int(distribution.frozen_choice[confident]) == 1 and int(distribution.frozen_step[confident]) == 7
+    assert not distribution.is_frozen(close)
+    assert distribution.entropy() < entropy_before
+    generator = torch.Generator().manual_seed(0)
+    assert all(distribution.sample(generator)[confident] == 1 for _ in range(50))
+    assert distribution.gates(distribution.sample(generator)).z[confident] is None
+    assert distribution.describe()[space.genes[confident].label]["frozen_choice"] == 5
+    assert distribution.freeze_confident(0.3, step=8) == []
+
+
+def _expected_mflops(search: DSNAS, samples: int = 300) -> float:
+    generator = torch.Generator().manual_seed(123)
+    return sum(mflops(search.space, search.distribution.subnet(search.distribution.sample(generator)))
+               for _ in range(samples)) / samples
+
+
+def _penalty_only_steps(search: DSNAS, steps: int) -> None:
+    """Architecture steps whose loss credit is zero: only the FLOPs penalty moves the logits."""
+    for _ in range(steps):
+        choices = search.distribution.sample(search.generator)
+        credits = {i: torch.zeros(()) for i in range(len(search.space.genes))
+                   if not search.distribution.is_frozen(i)}
+        search.architecture_step(choices, credits, mflops(search.space, search.distribution.subnet(choices)))
+
+
+def _penalty_only_search(space, target: float) -> DSNAS:
+    settings = tiny_run_config(arch_lr=0.02)["dsnas"]
+    return DSNAS(Supernet(space), settings, target, total_steps=1, warmup_steps=0, seed=0)
+
+
+def test_flops_penalty_pushes_probability_to_cheaper_choices(space):
+    low, _ = flops_range(space)
+    search = _penalty_only_search(space, target=low * 1.05)
+    before = _expected_mflops(search)
+    _penalty_only_steps(search, 200)
+    assert _expected_mflops(search) < 0.85 * before
+    probabilities = search.distribution.probabilities()
+    position = search.distribution.positions
+    assert float(probabilities[position[("resolution", None)]][0]) > 0.3  # 20 px, the cheapest, from 0.25
+    assert int(search.distribution.frozen_choice[position[("depth", 3)]]) == 0  # 1 block, not 2
+    frozen_logits = [(i, search.distribution.logits[i].detach().clone())
+                     for i in range(len(space.genes)) if search.distribution.is_frozen(i)]
+    assert len(frozen_logits) > 1
+    _penalty_only_steps(search, 5)
+    assert all(torch.equal(search.distribution.logits[i], before) for i, before in frozen_logits)
+
+
+def test_no_penalty_below_target_leaves_logits(space):
+    _, high = flops_range(space)
+    search = _penalty_only_search(space, target=high)
+    _penalty_only_steps(search, 20)
+    assert all(torch.equal(t, torch.zeros_like(t)) for t in search.distribution.logits)
+
+
+# ---------------------------------------------------------------- a tiny run
+
+def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_run, space):
+    config, out, summary = finished_run
+    assert summary["steps"] == 6 and summary["images_processed"] == 6 * 32
+    rows = read_csv(out / "metrics.csv")
+    assert len(rows) == 6
+    assert {"loss", "arch_entropy", "sampled_mflops", "frozen"} <= set(rows[0])
+    assert float(rows[-1]["arch_entropy"]) < float(rows[0]["arch_entropy"])
+    decisions = summary["decisions"]
+    searched = [d for d in decisions.values() if len(d["choices"]) > 1]
+    assert any(max(d["probabilities"]) > 1 / len(d["probabilities"]) + 0.01 for d in searched)
+
+    child = space.load_subnet(out / "child.json")
+    argmax = space.from_genes([d["choices"][max(range(len(d["choices"])), key=d["probabilities"].__getitem__)]
+                               for d in decisions.values()])
+    assert child == argmax == space.validate(summary["child"])
+    cost = count(space, child)
+    assert read_json(out / "child.json")["mflops"] == pytest.approx(cost.mflops) == summary["mflops"]
+    assert 0 <= summary["top1_test"] <= 100 and 0 <= summary["top1_search"] <= 100
+    assert summary["wall_seconds"] > 0 and not (out / "resume.pt").exists()
+
+    trained = load_supernet(out / "supernet.pt", space)
+    torch.manual_seed(config["seed"])
+    initial = Supernet(space)
+    changed = [name for name, tensor in initial.state_dict().items()
+               if tensor.is_floating_point() and not torch.equal(tensor, trained.state_dict()[name])]
+    assert "classifier.weight" in changed and "stem.conv.weight" in changed
+    assert load_checkpoint(out / "supernet.pt", space)["child"] == child.to_dict()
+    trained.extract(child)
+
+
+def test_interrupted_run_resumes_exactly(finished_run, tmp_path, monkeypatch):
+    config, reference, summary = finished_run
+    real_save = dsnas_module.save_checkpoint
+
+    def save_then_crash(path, state):
+        real_save(path, state)
+        if path.name == dsnas_module.RESUME_FILE:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dsnas_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_dsnas(config, TARGET, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "resume.pt")["epoch"] == 1
+    monkeypatch.setattr(dsnas_module, "save_checkpoint", real_save)
+    with pytest.raises(DSNASError, match="resume.pt"):
+        run_dsnas(config, TARGET + 0.5, tmp_path, progress=False)
+
+    resumed = run_dsnas(config, TARGET, tmp_path, progress=False)
+    assert resumed["decisions"] == summary["decisions"]
+    assert resumed["top1_test"] == summary["top1_test"]
+    assert read_csv(tmp_path / "metrics.csv") == read_csv(reference / "metrics.csv")
+    expected = load_checkpoint(reference / "supernet.pt")["supernet"]
+    got = load_checkpoint(tmp_path / "supernet.pt")["supernet"]
+    assert all(torch.equal(got[name], tensor) for name, tensor in expected.items())
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("target", [0.1, 100.0])
+def test_target_outside_space_fails_before_loading_data(tiny_config, tmp_path, target):
+    config = {**tiny_config, "data": {**tiny_config["data"], "source": str(tmp_path / "missing.npz")}}
+    with pytest.raises(DSNASError, match=r"--target .*dsnas\.targets_mflops.*0\.4\d\d to 5\.9\d\d"):
+        run_dsnas(config, target, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_warmup_init_needs_init_from(tiny_config, tmp_path):
+    config = {**tiny_config, "dsnas": {**tiny_config["dsnas"], "init": "warmup"}}
+    with pytest.raises(DSNASError, match="--init-from"):
+        run_dsnas(config, TARGET, tmp_path, progress=False)
+    with pytest.raises(DSNASError, match="dsnas.init is 'scratch'"):
+        run_dsnas(tiny_config, TARGET, tmp_path, init_from=tmp_path / "warmup.pt", progress=False)
+
+
+def test_cli_reports_bad_target(tmp_path, capsys):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(json.dumps(TINY_CONFIG))
+    code = main(["dsnas", "--config", str(config_path), "--target", "50", "--out-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "--target 50.0 MFLOPs" in capsys.readouterr().err
+
+
+def test_sampling_is_seeded(space):
+    first, second = (ArchitectureDistribution(space).sample(torch.Generator().manual_seed(4))
+                     for _ in range(2))
+    assert first == second
+    assert space.validate(ArchitectureDistribution(space).subnet(first).to_dict())

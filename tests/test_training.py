@@ -1,0 +1,280 @@
+import argparse
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.distributed.run import get_args_parser
+
+from attentivenas.__main__ import main
+from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
+from attentivenas.cli.train import relaunch_command
+from attentivenas.config import merge, validate_config
+from attentivenas.io import read_csv, read_json
+from attentivenas.samplers import UniformSampler
+from attentivenas.space import SearchSpace
+from attentivenas.supernet import Supernet
+from attentivenas.training import (
+    EpochOrder,
+    Trainer,
+    TrainingDivergedError,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    parameter_groups,
+    sandwich_gradients,
+    sandwich_step,
+)
+
+FMNIST = SearchSpace.load("fmnist")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches run fastest on one thread, the more so on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny(tiny_config_dict):
+    base = merge(tiny_config_dict, {
+        "training": {"epochs": 2, "max_steps_per_epoch": 3, "batch_size": 32, "checkpoint_every_steps": 2,
+                     "log_every_steps": 1, "validate_images": 100},
+        "evaluation": {"calibration_images": 64, "calibration_batch_size": 64, "batch_size": 100},
+        "sampler": {"table_size": 500},
+        "methods": {"bignas": {"sampler": "uniform"},
+                    "bestup": {"sampler": "attentive", "mode": "bestup", "k": 2, "estimator": "loss"}}})
+
+    def make(validated=True, **overrides):
+        config = merge(base, overrides)
+        return validate_config(config) if validated else config
+    return make
+
+
+def _settings(**overrides):
+    return {"num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
+            "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1, **overrides}
+
+
+def test_lr_warms_up_linearly_then_follows_a_cosine_to_zero():
+    assert [lr_factor(i, 4, 12) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 12) == 1.0
+    assert lr_factor(8, 4, 12) == pytest.approx(0.5)
+    assert lr_factor(12, 4, 12) == pytest.approx(0.0)
+    cosine = [lr_factor(i, 4, 12) for i in range(4, 13)]
+    assert all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    settings = _settings(lr=0.2, batch_size=64)
+    optimizer = torch.optim.SGD([parameter], lr=0.2 * 64 / 256)
+    scheduler = build_scheduler(optimizer, settings, steps_per_epoch=5)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:5] == pytest.approx([0.05 * (i + 1) / 5 for i in range(5)])
+    assert rates[5:] == pytest.approx([0.05 * lr_factor(i, 5, 10) for i in range(5, 10)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+
+
+def test_weight_decay_spares_bn_parameters_and_biases():
+    supernet = Supernet(FMNIST)
+    decayed, spared = parameter_groups(supernet, 1e-5)
+    assert decayed["weight_decay"] == 1e-5 and spared["weight_decay"] == 0.0
+    names = {id(p): n for n, p in supernet.named_parameters()}
+    spared_names = {names[id(p)] for p in spared["params"]}
+    bn_names = {f"{m}.{p}" for m, module in supernet.named_modules() if isinstance(module, torch.nn.BatchNorm2d)
+                for p in ("weight", "bias")}
+    assert bn_names <= spared_names
+    assert {n for n in names.values() if n.endswith("bias")} <= spared_names
+    assert all(names[id(p)].endswith("weight") and p.dim() > 1 for p in decayed["params"])
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(supernet.parameters()))
+    optimizer = build_optimizer(supernet, _settings())
+    assert optimizer.defaults["nesterov"] and optimizer.defaults["lr"] == pytest.approx(0.1)
+
+
+def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_clips():
+    torch.manual_seed(0)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    settings = _settings(grad_clip_value=0.01)
+
+    expected = {n: torch.zeros_like(p) for n, p in supernet.named_parameters()}
+    middle_sampler = UniformSampler(FMNIST, random.Random(4))
+
+    def add(loss):
+        supernet.zero_grad(set_to_none=True)
+        loss.backward()
+        for n, p in supernet.named_parameters():
+            if p.grad is not None:
+                expected[n] += p.grad
+
+    supernet.set_active_subnet(FMNIST.max_subnet())
+    logits = supernet(images)
+    add(F.cross_entropy(logits, labels, label_smoothing=0.1))
+    teacher = F.softmax(logits.detach(), 1)
+    for subnet in [middle_sampler.sample(), middle_sampler.sample(), FMNIST.min_subnet()]:
+        supernet.set_active_subnet(subnet)
+        student = F.log_softmax(supernet(images), 1)
+        add(-(teacher * student).sum(1).mean())
+
+    supernet.zero_grad(set_to_none=True)
+    losses = sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(4)), images, labels,
+                                settings)
+    assert len(losses.loss_mid) == 2 and losses.subnets_mid[0] != losses.subnets_mid[1]
+    for n, p in supernet.named_parameters():
+        got = p.grad if p.grad is not None else torch.zeros_like(p)
+        assert torch.allclose(got, expected[n], atol=1e-6, rtol=1e-4), n
+
+    optimizer = build_optimizer(supernet, settings)
+    scheduler = build_scheduler(optimizer, settings, steps_per_epoch=10)
+    clipped = []
+    optimizer.register_step_pre_hook(lambda *_: clipped.append(
+        {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}))
+    sandwich_step(supernet, supernet, UniformSampler(FMNIST, random.Random(4)), images, labels, settings,
+                  optimizer, scheduler)
+    assert max(g.abs().max() for g in expected.values()) > 0.01
+    for n, grad in clipped[0].items():
+        assert torch.allclose(grad, expected[n].clamp(-0.01, 0.01), atol=1e-6), n
+
+
+def test_epoch_order_shards_ranks_and_skips_consumed_batches():
+    full = list(EpochOrder(100, 8, 1, 0, seed=3, epoch=1, start=0, stop=6))
+    ranks = [list(EpochOrder(100, 4, 2, r, seed=3, epoch=1, start=0, stop=6)) for r in (0, 1)]
+    assert len(set(full)) == 48
+    for batch in range(6):
+        assert ranks[0][4 * batch: 4 * batch + 4] + ranks[1][4 * batch: 4 * batch + 4] == \
+            full[8 * batch: 8 * batch + 8]
+    assert list(EpochOrder(100, 8, 1, 0, seed=3, epoch=1, start=2, stop=6)) == full[16:]
+    assert list(EpochOrder(100, 8, 1, 0, seed=3, epoch=2, start=0, stop=6)) != full
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
+    config = tiny()
+    whole = Trainer(config, "bignas", tmp_path / "whole", progress=False)
+    assert {m.momentum for m in whole.supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.0}
+    summary = whole.fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_step_3(trainer, step):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(config, "bignas", tmp_path / "cut", progress=False).fit(on_step=kill_after_step_3)
+    assert load_checkpoint(tmp_path / "cut" / "resume.pt")["step"] == 2
+    resumed = Trainer(config, "bignas", tmp_path / "cut", progress=False)
+    assert resumed.resumed and resumed.step == 2
+    resumed_summary = resumed.fit()
+
+    final = load_checkpoint(tmp_path / "whole" / "supernet.pt")["supernet"]
+    again = load_checkpoint(tmp_path / "cut" / "supernet.pt")["supernet"]
+    assert final.keys() == again.keys() and all(torch.equal(final[k], again[k]) for k in final)
+    assert resumed_summary["weights_sha256"] == summary["weights_sha256"]
+    assert torch.equal(final["stem.bn.running_mean"], torch.zeros_like(final["stem.bn.running_mean"]))
+    assert read_csv(tmp_path / "whole" / "epochs.csv") == read_csv(tmp_path / "cut" / "epochs.csv")
+    strip = [{k: v for k, v in row.items() if k != "images_per_s"} for row in
+             read_csv(tmp_path / "whole" / "metrics.csv")]
+    assert strip == [{k: v for k, v in row.items() if k != "images_per_s"} for row in
+                     read_csv(tmp_path / "cut" / "metrics.csv")]
+    assert [int(r["step"]) for r in strip] == list(range(1, 7)) and all(r["mflops_mid"] for r in strip)
+    assert summary["steps"] == 6 and summary["images_processed"] == 192 and summary["sampler"] == {"sampler": "uniform"}
+
+
+def test_non_finite_loss_stops_with_the_step_subnet_and_loss_and_keeps_the_checkpoint(tiny, tmp_path):
+    config = tiny(training={"epochs": 1})
+    checkpoint = tmp_path / "run" / "resume.pt"
+    saved = {}
+
+    def poison_after_checkpoint(trainer, step):
+        if step == 2:
+            saved["bytes"] = checkpoint.read_bytes()
+            with torch.no_grad():
+                trainer.supernet.classifier.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError) as error:
+        Trainer(config, "bignas", tmp_path / "run", progress=False).fit(on_step=poison_after_checkpoint)
+    message = str(error.value)
+    assert "step 3" in message and "max subnet" in message and "nan" in message
+    assert FMNIST.max_subnet().to_json() in message
+    assert checkpoint.read_bytes() == saved["bytes"]
+    assert not (tmp_path / "run" / "supernet.pt").exists()
+
+
+def test_init_warmup_starts_from_the_given_weights(tiny, tmp_path):
+    torch.manual_seed(7)
+    warm = Supernet(FMNIST)
+    save_checkpoint(tmp_path / "warm.pt", supernet_state(warm, complete=True))
+    config = tiny(methods={"bignas": {"sampler": "uniform", "training": {"init": "warmup"}}})
+    trainer = Trainer(config, "bignas", tmp_path / "run", init_from=tmp_path / "warm.pt", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.supernet.state_dict().values(),
+                                                 warm.state_dict().values(), strict=True))
+    assert all(not state for state in trainer.optimizer.state.values())
+
+
+def test_two_process_ddp_run_keeps_ranks_identical(tiny, tmp_path, capsys):
+    config_path = tmp_path / "ddp.yaml"
+    config = tiny(validated=False, training={"processes": 2, "epochs": 1, "max_steps_per_epoch": 2})
+    config_path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "ddp"
+    args = argparse.Namespace(config=str(config_path), run="bestup", out_dir=str(out), init_from=None,
+                              predictor=None, threads=2)
+    result = subprocess.run(relaunch_command(args, 2), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_json(out / "summary.json")
+    assert summary["processes"] == 2 and summary["steps"] == 2 and summary["images_processed"] == 64
+    digests = summary["weights_sha256"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert len(read_csv(out / "epochs.csv")) == 1 and summary["sampler"]["sampler"] == "attentive"
+    assert (out / "flops_table.csv").is_file() and (out / "flops_histogram.csv").is_file()
+    assert main(["train", "--config", str(config_path), "--run", "bestup", "--out-dir", str(out)]) == 0
+    assert "supernet.pt is complete" in capsys.readouterr().out
+
+
+def test_relaunch_passes_every_flag_through_torchrun():
+    args = argparse.Namespace(config="c.yaml", run="attentive_bestup", out_dir="out", init_from="warm.pt",
+                              predictor="p.pkl", threads=4)
+    command = relaunch_command(args, 3)
+    assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    parsed = get_args_parser().parse_args(command[3:])
+    assert parsed.nproc_per_node == "3" and parsed.standalone and parsed.module
+    assert parsed.training_script == "attentivenas"
+    assert parsed.training_script_args == ["train", "--config", "c.yaml", "--run", "attentive_bestup",
+                                           "--out-dir", "out", "--init-from", "warm.pt", "--predictor", "p.pkl",
+                                           "--threads", "4"]
+
+
+def _cli_error(tmp_path, capsys, config: dict, *args: str) -> str:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path), "--out-dir", str(tmp_path / "out"), *args]) == 2
+    assert not (tmp_path / "out").exists()
+    return capsys.readouterr().err
+
+
+def test_cli_rejects_bad_runs_before_training(tiny, tmp_path, capsys):
+    config = tiny(validated=False, methods={"bignas": {"sampler": "uniform"},
+                                            "pred": {"sampler": "attentive", "estimator": "predictor"},
+                                            "tuned": {"sampler": "uniform", "training": {"init": "warmup"}}})
+    err = _cli_error(tmp_path, capsys, config, "--run", "attentive")
+    assert "'attentive'" in err and "config key 'methods'" in err and "bignas, pred, tuned" in err
+    err = _cli_error(tmp_path, capsys, config, "--run", "pred")
+    assert "methods.pred.estimator" in err and "--predictor" in err
+    err = _cli_error(tmp_path, capsys, config, "--run", "tuned")
+    assert "training.init" in err and "--init-from" in err
+    err = _cli_error(tmp_path, capsys, config, "--run", "tuned", "--init-from", str(tmp_path / "nope.pt"))
+    assert "nope.pt" in err
+    missing = merge(config, {"data": {"source": str(tmp_path / "missing.npz")}})
+    err = _cli_error(tmp_path, capsys, missing, "--run", "bignas")
+    assert "data.source" in err and "missing.npz" in err
