@@ -1,27 +1,31 @@
 """The one subnet evaluator: extract, recalibrate BN, measure top-1 and loss on a named split.
 
 Weight-sharing leaves BN running statistics meaningless for any single subnet, so every evaluation
-(predictor data, search fitness, final table, training-time validation) resets them and rebuilds
-them as a cumulative average over a fixed, seeded set of augmented training images. The
-calibration and evaluation batches are drawn once and reused for every subnet: all subnets see the
-same images, and many subnets in one call cost only their forward passes.
+(predictor data, search fitness, final table, export, training-time validation) resets them and
+rebuilds them as a cumulative average (the reference's momentum=None: every batch weighs the same)
+over a fixed, seeded set of augmented training images. The calibration and evaluation batches are
+drawn once and reused for every subnet: all subnets see the same images, and many subnets in one
+call cost only their forward passes. Recalibration is the cost of an evaluation, so its time is
+recorded separately (`calibration_seconds`, next to `measure_seconds` and `images_processed`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from attentivenas.data import DataSplits, make_loader, subset
 from attentivenas.flops import count
 from attentivenas.space import Subnet
+from attentivenas.static import StaticSubnet
 from attentivenas.supernet import Supernet
 
 SPLITS = ("search", "test", "train")
@@ -54,7 +58,8 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def measure(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float, int]:
+def measure(model: nn.Module,
+            batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float, int]:
     """Top-1 (percent), mean cross-entropy and image count of `model` in eval mode."""
     model.eval()
     correct, loss_sum, seen = 0, 0.0, 0
@@ -67,48 +72,81 @@ def measure(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
 
 
 class SubnetEvaluator:
-    """Evaluates subnets of a supernet on one split, reusing the loaded calibration and split data."""
+    """Evaluates subnets of a supernet on one split, reusing the loaded calibration and split data.
+
+    Calibration batch i is augmented under its own seed, so the images are the same whether they are
+    held in memory (small data) or drawn again for every subnet (data above `CACHE_LIMIT_BYTES`).
+    """
 
     def __init__(self, splits: DataSplits, split: str, settings: dict[str, Any], device: torch.device,
-                 seed: int, max_images: int | None = None):
+                 seed: int, max_images: int | None = None, num_workers: int = 0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.split = split
-        self.device = device
+        self.device = torch.device(device)
+        self.seed = seed
         dataset = getattr(splits, split)
         if max_images is not None and max_images < len(dataset):
             dataset = subset(dataset, max_images, seed)
-        calibration = subset(splits.calibration, min(settings["calibration_images"], len(splits.calibration)),
-                             seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.calibration = [images.to(device) for images, _ in
-                                self._batches(calibration, settings["calibration_batch_size"], seed)]
+        self.calibration_set = subset(splits.calibration, settings["calibration_images"], seed)
+        self.calibration_batch_size = settings["calibration_batch_size"]
         self.eval_loader = make_loader(dataset, settings["batch_size"], shuffle=False, seed=seed,
-                                       num_workers=getattr(splits, "num_workers", 0))
+                                       num_workers=num_workers)
         image_bytes = 4 * splits.in_channels * splits.image_size ** 2
+        self.cached_calibration = None
+        if len(self.calibration_set) * image_bytes <= CACHE_LIMIT_BYTES:
+            self.cached_calibration = list(self._draw_calibration())
         self.cached = None
         if len(dataset) * image_bytes <= CACHE_LIMIT_BYTES:
-            self.cached = [(x.to(device), y.to(device)) for x, y in self.eval_loader]
+            self.cached = [(x.to(self.device), y.to(self.device)) for x, y in self.eval_loader]
         self.calibration_seconds = 0.0
+        self.measure_seconds = 0.0
+        self.images_processed = 0
 
-    @staticmethod
-    def _batches(dataset, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return list(make_loader(dataset, batch_size, shuffle=False, seed=seed))
+    @property
+    def calibration_images(self) -> int:
+        return len(self.calibration_set)
 
-    def _eval_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    def _calibration_batch(self, index: int) -> torch.Tensor:
+        start = index * self.calibration_batch_size
+        stop = min(start + self.calibration_batch_size, len(self.calibration_set))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, index)))
+            images = default_collate([self.calibration_set[i][0] for i in range(start, stop)])
+        return images.to(self.device)
+
+    def _draw_calibration(self) -> Iterator[torch.Tensor]:
+        batches = -(-len(self.calibration_set) // self.calibration_batch_size)
+        return (self._calibration_batch(i) for i in range(batches))
+
+    def calibration_batches(self) -> Iterable[torch.Tensor]:
+        """The augmented training images BN statistics are rebuilt from, identical for every subnet."""
+        return self.cached_calibration if self.cached_calibration is not None else self._draw_calibration()
+
+    def eval_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         if self.cached is not None:
             return self.cached
         return ((x.to(self.device), y.to(self.device)) for x, y in self.eval_loader)
 
-    def evaluate(self, supernet: Supernet, subnet: Subnet) -> EvalResult:
-        was_training = supernet.training
+    def calibrate(self, supernet: Supernet, subnet: Subnet) -> StaticSubnet:
+        """The subnet extracted from `supernet` with recalibrated BN statistics, in eval mode."""
         static = supernet.extract(subnet)
         start = time.perf_counter()
-        recalibrate_bn(static, self.calibration)
+        recalibrate_bn(static, self.calibration_batches())
         self.calibration_seconds += time.perf_counter() - start
-        top1, loss, seen = measure(static, self._eval_batches())
-        supernet.train(was_training)
+        self.images_processed += self.calibration_images
+        return static
+
+    def score(self, model: nn.Module) -> tuple[float, float, int]:
+        """Top-1, loss and image count of a ready (recalibrated) model on this evaluator's split."""
+        start = time.perf_counter()
+        scores = measure(model, self.eval_batches())
+        self.measure_seconds += time.perf_counter() - start
+        self.images_processed += scores[2]
+        return scores
+
+    def evaluate(self, supernet: Supernet, subnet: Subnet) -> EvalResult:
+        top1, loss, seen = self.score(self.calibrate(supernet, subnet))
         cost = count(supernet.space, subnet)
         return EvalResult(top1=top1, loss=loss, images=seen, mflops=cost.mflops, params_m=cost.params_m)
 
@@ -116,3 +154,10 @@ class SubnetEvaluator:
                       description: str = "evaluating subnets") -> list[EvalResult]:
         return [self.evaluate(supernet, s)
                 for s in tqdm(subnets, desc=description, disable=not progress, leave=False)]
+
+
+def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str,
+                          device: torch.device) -> SubnetEvaluator:
+    """The evaluator a pipeline stage uses: the config's `evaluation` settings, seed and data workers."""
+    return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"],
+                           num_workers=config["data"]["num_workers"])

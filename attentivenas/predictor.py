@@ -1,28 +1,54 @@
-"""Accuracy predictors on the subnet encoding: saved with the scikit-learn version that fitted them.
+"""Accuracy predictors on the subnet encoding: fitted, scored by rank quality, saved with the sklearn version.
 
-The attentive sampler's `predictor` estimator and the search's pre-filter load them through
-`load_predictor`, which refuses a predictor fitted for a different space.
+The predictor's job is ranking subnets, above all subnets of similar cost (the attentive sampler
+compares candidates within one FLOPs bin), so its quality is reported as Kendall tau and Spearman rho
+on held-out subnets, overall and within equal-count FLOPs bins, next to the RMSE. The attentive
+sampler's `predictor` estimator and the search's pre-filter load predictors through `load_predictor`,
+which refuses a predictor fitted for a different space.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
-from collections.abc import Sequence
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
+from scipy import stats
+from sklearn.base import RegressorMixin
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsRegressor
 
 from attentivenas.errors import UserInputError
-from attentivenas.io import atomic_write_bytes
-from attentivenas.space import SearchSpace, Subnet
+from attentivenas.evaluation import EvalResult
+from attentivenas.io import atomic_write_bytes, read_csv
+from attentivenas.space import SearchSpace, Subnet, SubnetError
+
+REGRESSORS: dict[str, type[RegressorMixin]] = {
+    "random_forest": RandomForestRegressor,
+    "extra_trees": ExtraTreesRegressor,
+    "gradient_boosting": GradientBoostingRegressor,
+    "ridge": Ridge,
+    "knn": KNeighborsRegressor,
+}
+# The reference predictor is a forest of 100 trees of depth 15; `predictor.params` overrides these.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "random_forest": {"n_estimators": 100, "max_depth": 15},
+    "extra_trees": {"n_estimators": 100, "max_depth": 15},
+}
+SAMPLE_COLUMNS = ("subnet", "mflops", "params_m", "top1", "loss")
 
 
 class PredictorError(UserInputError):
-    """A predictor file is missing, unreadable or fitted for another space."""
+    """A predictor file or its training data is missing, unreadable or made for another space."""
 
 
 @dataclass
@@ -56,5 +82,169 @@ def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
         raise PredictorError(f"{path} is not an attentivenas accuracy predictor")
     if predictor.space_name != space.name or predictor.encoding_length != space.encoding_length:
         raise PredictorError(f"predictor {path} was fitted for space {predictor.space_name!r} "
-                             f"({predictor.encoding_length} numbers), not {space.name!r}; refit it for this space")
+                             f"({predictor.encoding_length} numbers), not {space.name!r}; "
+                             "refit it for this space")
     return predictor
+
+
+# ---------------------------------------------------------------- data: sampled and evaluated subnets
+
+def sample_distinct(space: SearchSpace, count: int, seed: int) -> list[Subnet]:
+    """`count` different subnets, each drawn uniformly; the same list for the same seed and space."""
+    if count > space.num_subnets():
+        raise UserInputError(f"cannot draw {count} different subnets: space {space.name!r} holds only "
+                             f"{space.num_subnets()}")
+    rng = random.Random(seed)
+    chosen: dict[Subnet, None] = {}
+    while len(chosen) < count:
+        chosen.setdefault(space.sample_uniform(rng))
+    return list(chosen)
+
+
+def sample_rows(space: SearchSpace, subnets: Sequence[Subnet], results: Sequence[EvalResult]) -> list[dict]:
+    """Rows of the sample table: subnet JSON, its encoding as x0..x{n-1}, cost, top-1 and loss."""
+    rows = []
+    for subnet, result in zip(subnets, results, strict=True):
+        row = {"subnet": subnet.to_json()}
+        row.update({f"x{i}": value for i, value in enumerate(space.encode(subnet))})
+        row.update(mflops=result.mflops, params_m=result.params_m, top1=result.top1, loss=result.loss)
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    subnets: list[Subnet]
+    mflops: np.ndarray
+    top1: np.ndarray
+
+
+def read_sample_table(path: str | Path, space: SearchSpace) -> SampleTable:
+    """A CSV written by `sample-subnets`; every subnet is checked against `space`."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictorError(f"predictor data {path} does not exist: "
+                             "run python -m attentivenas sample-subnets")
+    rows = read_csv(path)
+    missing = [c for c in SAMPLE_COLUMNS if rows and c not in rows[0]]
+    if not rows or missing:
+        raise PredictorError(f"{path} is not a sample-subnets table: "
+                             f"{'no rows' if not rows else 'missing column(s) ' + ', '.join(missing)}")
+    subnets = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            subnets.append(space.validate(json.loads(row["subnet"])))
+        except (json.JSONDecodeError, SubnetError) as err:
+            raise PredictorError(f"{path} line {number}: {err}") from None
+    return SampleTable(subnets, np.array([float(r["mflops"]) for r in rows]),
+                       np.array([float(r["top1"]) for r in rows]))
+
+
+# ---------------------------------------------------------------- fitting and rank quality
+
+def build_regressor(model: str, params: Mapping[str, Any], seed: int) -> RegressorMixin:
+    """The configured scikit-learn regressor; a bad parameter name fails here, naming `predictor.params`."""
+    if model not in REGRESSORS:
+        raise PredictorError(f"config key 'predictor.model' = {model!r}; allowed: {', '.join(REGRESSORS)}")
+    regressor_class = REGRESSORS[model]
+    settings = {**DEFAULT_PARAMS.get(model, {}), **params}
+    allowed = regressor_class().get_params()
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise PredictorError(f"config key 'predictor.params': {', '.join(unknown)} is not a parameter of "
+                             f"{regressor_class.__name__} (predictor.model={model!r}); allowed: "
+                             f"{', '.join(sorted(allowed))}")
+    if "random_state" in allowed:
+        settings.setdefault("random_state", seed)
+    return regressor_class(**settings)
+
+
+def _rank_quality(true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """Kendall tau, Spearman rho (None where undefined: fewer than 2 points or a constant side) and RMSE."""
+    rmse = float(np.sqrt(np.mean((true - predicted) ** 2))) if len(true) else None
+    if len(true) < 2 or np.ptp(true) == 0 or np.ptp(predicted) == 0:
+        return {"kendall_tau": None, "spearman_rho": None, "rmse": rmse}
+    return {"kendall_tau": float(stats.kendalltau(true, predicted).statistic),
+            "spearman_rho": float(stats.spearmanr(true, predicted).statistic), "rmse": rmse}
+
+
+def rank_metrics(true: np.ndarray, predicted: np.ndarray, mflops: np.ndarray, bins: int) -> dict[str, Any]:
+    """Rank quality overall and within `bins` equal-count bins of `mflops`."""
+    order = np.argsort(mflops, kind="stable")
+    per_bin = []
+    for members in np.array_split(order, min(bins, len(order))):
+        per_bin.append({"mflops_min": float(mflops[members].min()),
+                        "mflops_max": float(mflops[members].max()), "n": int(len(members)),
+                        **_rank_quality(true[members], predicted[members])})
+    taus = [b["kendall_tau"] for b in per_bin if b["kendall_tau"] is not None]
+    rhos = [b["spearman_rho"] for b in per_bin if b["spearman_rho"] is not None]
+    return {**_rank_quality(true, predicted),
+            "mean_bin_kendall_tau": float(np.mean(taus)) if taus else None,
+            "mean_bin_spearman_rho": float(np.mean(rhos)) if rhos else None,
+            "flops_bins": per_bin}
+
+
+@dataclass
+class PredictorFit:
+    predictor: AccuracyPredictor
+    metrics: dict[str, Any]
+    predictions: list[dict[str, float]]
+
+
+def fit_predictor(space: SearchSpace, table: SampleTable, settings: Mapping[str, Any],
+                  seed: int) -> PredictorFit:
+    """Fit `settings['model']` on a seeded part of `table`; score its ranking on the held-out rest."""
+    regressor = build_regressor(settings["model"], settings["params"], seed)
+    n = len(table.subnets)
+    held = round(n * settings["holdout_fraction"])
+    if held < 2 or n - held < 2:
+        raise PredictorError(f"{n} sampled subnets with config key predictor.holdout_fraction="
+                             f"{settings['holdout_fraction']} leave fewer than 2 rows to fit or to hold out; "
+                             "sample more subnets (predictor.num_subnets) or change the fraction")
+    features = np.array([space.encode(s) for s in table.subnets], dtype=np.float64)
+    fit_idx, held_idx = train_test_split(np.arange(n), test_size=held, random_state=seed)
+    try:
+        regressor.fit(features[fit_idx], table.top1[fit_idx])
+        predicted = np.asarray(regressor.predict(features[held_idx]), dtype=np.float64)
+    except (ValueError, TypeError) as err:
+        raise PredictorError(f"config key 'predictor.params' {dict(settings['params'])} rejected by "
+                             f"{type(regressor).__name__}: {err}") from None
+    true, mflops = table.top1[held_idx], table.mflops[held_idx]
+    params = {k: v for k, v in regressor.get_params().items()
+              if isinstance(v, int | float | str | bool | None)}
+    metrics = {"model": settings["model"], "params": params, "n_fit": int(len(fit_idx)),
+               "n_heldout": int(len(held_idx)),
+               **rank_metrics(true, predicted, mflops, settings["flops_bins"]),
+               "sklearn_version": sklearn.__version__}
+    predictions = [{"mflops": float(m), "true": float(t), "predicted": float(p)}
+                   for m, t, p in zip(mflops, true, predicted, strict=True)]
+    predictor = AccuracyPredictor(regressor, space.name, space.encoding_length)
+    return PredictorFit(predictor, metrics, predictions)
+
+
+def plot_predicted_vs_true(predictions: Sequence[Mapping[str, Any]], path: str | Path,
+                           title: str = "Accuracy predictor on held-out subnets") -> None:
+    """Predicted vs true top-1 coloured by MFLOPs, Kendall tau in the title; PNG or PDF by the suffix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    true = np.array([float(r["true"]) for r in predictions])
+    predicted = np.array([float(r["predicted"]) for r in predictions])
+    mflops = np.array([float(r["mflops"]) for r in predictions])
+    tau = _rank_quality(true, predicted)["kendall_tau"]
+    figure, axes = plt.subplots(figsize=(4.5, 4.2))
+    points = axes.scatter(true, predicted, c=mflops, cmap="viridis", s=16)
+    low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
+    axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xlabel("true top-1 (%)")
+    axes.set_ylabel("predicted top-1 (%)")
+    tau_text = "undefined" if tau is None else f"{tau:.3f}"
+    axes.set_title(f"{title}\nKendall τ = {tau_text} (n = {len(true)})", fontsize=9)
+    figure.colorbar(points, ax=axes, label="MFLOPs")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=150)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,45 @@
+"""Evaluate one subnet of a supernet checkpoint: BN recalibration, then top-1 and loss on a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from attentivenas.checkpoint import load_supernet
+from attentivenas.config import load_config
+from attentivenas.data import build_splits
+from attentivenas.evaluation import evaluator_from_config
+from attentivenas.runtime import resolve_device, seed_everything, set_threads
+from attentivenas.space import SearchSpace
+
+HELP = "top-1, loss, MFLOPs and params of one subnet of a supernet checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment config YAML")
+    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    parser.add_argument("--subnet", required=True, help="subnet JSON file")
+    parser.add_argument("--split", choices=("search", "test"), default="search",
+                        help="split to evaluate on (default: search; test is for final tables only)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    set_threads(args.threads)
+    seed_everything(config["seed"])
+    space = SearchSpace.load(config["space"])
+    subnet = space.load_subnet(args.subnet)
+    device = resolve_device(config["device"])
+    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
+    splits = build_splits(config["data"], image_size=space.base_resolution)
+    evaluator = evaluator_from_config(config, splits, args.split, device)
+    result = evaluator.evaluate(supernet, subnet)
+    if args.json:
+        print(json.dumps({"split": args.split, **result.as_dict(),
+                          "calibration_seconds": evaluator.calibration_seconds}))
+        return 0
+    print(f"split {args.split} ({result.images} images): top-1 {result.top1:.2f}%  loss {result.loss:.4f}  "
+          f"MFLOPs {result.mflops:.3f}  params {result.params_m:.4f} M")
+    return 0

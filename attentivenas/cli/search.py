@@ -1,0 +1,121 @@
+"""Evolutionary Pareto search on a supernet checkpoint (fitness: top-1 on the search split).
+
+Writes evaluated.csv (every evaluated subnet), front.csv (the non-dominated set), chosen/<name>.json and
+the exported model chosen/<name>/ per FLOPs target (a0, a1, ... by increasing target), chosen.csv (each
+chosen model evaluated once on the test split), hypervolume.json and summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from attentivenas.checkpoint import load_supernet
+from attentivenas.config import load_config
+from attentivenas.data import build_splits
+from attentivenas.errors import UserInputError
+from attentivenas.evaluation import EvalResult, evaluator_from_config
+from attentivenas.export import export_subnet
+from attentivenas.flops import flops_range
+from attentivenas.io import write_csv, write_json
+from attentivenas.predictor import load_predictor
+from attentivenas.runtime import resolve_device, seed_everything, set_threads
+from attentivenas.search import (
+    EvolutionarySearch,
+    candidate_row,
+    choose_at_targets,
+    hypervolume,
+    pareto_front,
+)
+from attentivenas.space import SearchSpace, Subnet
+
+HELP = "evolutionary Pareto search; chosen models per FLOPs target, exported and tested once"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="experiment config YAML")
+    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    parser.add_argument("--out-dir", required=True, help="directory for the search results")
+    parser.add_argument("--predictor",
+                        help="predictor.pkl for the pre-filter (config key search.predictor_prefilter)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    config = load_config(args.config)
+    set_threads(args.threads)
+    seed_everything(config["seed"])
+    space = SearchSpace.load(config["space"])
+    settings = config["search"]
+    if not settings.get("targets_mflops"):
+        low, high = flops_range(space)
+        raise UserInputError(f"{args.config}: config key 'search.targets_mflops' is required: the MFLOPs "
+                             f"at which to choose models, {low:.3f} to {high:.3f} for space {space.name!r}")
+    predictor = None
+    if settings["predictor_prefilter"]:
+        if not args.predictor:
+            raise UserInputError("config key 'search.predictor_prefilter' is true: give --predictor PATH "
+                                 "(predictor.pkl from fit-predictor)")
+        predictor = load_predictor(args.predictor, space)
+    elif args.predictor:
+        raise UserInputError("--predictor given but config key 'search.predictor_prefilter' is false; set it "
+                             "to true or leave --predictor out")
+    device = resolve_device(config["device"])
+    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
+    splits = build_splits(config["data"], image_size=space.base_resolution)
+    search_evaluator = evaluator_from_config(config, splits, "search", device)
+
+    def fitness(subnets: list[Subnet]) -> list[float]:
+        return [r.top1 for r in search_evaluator.evaluate_many(supernet, subnets, description="fitness")]
+
+    search = EvolutionarySearch(space, fitness, settings, config["seed"], predictor)
+    candidates = search.run()
+    front = pareto_front(candidates)
+    chosen = choose_at_targets(candidates, settings["targets_mflops"])
+
+    out_dir = Path(args.out_dir)
+    write_csv(out_dir / "evaluated.csv", [candidate_row(c) for c in candidates])
+    write_csv(out_dir / "front.csv", [candidate_row(c) for c in front])
+    test_evaluator = evaluator_from_config(config, splits, "test", device)
+    tested: dict[Subnet, tuple[Path, EvalResult]] = {}
+    rows = []
+    for name, target, candidate in chosen:
+        write_json(out_dir / "chosen" / f"{name}.json",
+                   {**candidate.subnet.to_dict(), "mflops": candidate.mflops, "params_m": candidate.params_m,
+                    "top1_search": candidate.top1, "target_mflops": target})
+        model_dir = out_dir / "chosen" / name
+        if candidate.subnet in tested:
+            shutil.copytree(tested[candidate.subnet][0], model_dir, dirs_exist_ok=True)
+        else:
+            tested[candidate.subnet] = (model_dir, export_subnet(supernet, candidate.subnet, test_evaluator,
+                                                                 model_dir))
+        result = tested[candidate.subnet][1]
+        rows.append({"name": name, "target": target, "subnet": candidate.subnet.to_json(),
+                     "mflops": candidate.mflops, "params_m": candidate.params_m,
+                     "top1_search": candidate.top1, "top1_test": result.top1})
+    write_csv(out_dir / "chosen.csv", rows)
+
+    window, floor = space.hypervolume_window, space.hypervolume_top1_floor
+    chosen_hv = hypervolume([(r["mflops"], r["top1_test"]) for r in rows], window, floor)
+    front_hv = hypervolume([(c.mflops, c.top1) for c in front], window, floor)
+    write_json(out_dir / "hypervolume.json", {
+        "reference_point": chosen_hv.as_dict()["reference_point"], "window_mflops": list(window),
+        "top1_floor": floor, "normalized_by": "window width x (100 - top1_floor)",
+        "chosen_test": chosen_hv.as_dict(), "front_search": front_hv.as_dict()})
+    write_json(out_dir / "summary.json", {
+        "evaluated": len(candidates), "generations": max(c.generation for c in candidates),
+        "front_size": len(front), "chosen_distinct": len(tested),
+        "predictor_prefilter": predictor is not None,
+        "calibration_seconds": search_evaluator.calibration_seconds + test_evaluator.calibration_seconds,
+        "measure_seconds": search_evaluator.measure_seconds + test_evaluator.measure_seconds,
+        "images_processed": search_evaluator.images_processed + test_evaluator.images_processed,
+        "wall_seconds": time.perf_counter() - start})
+    print(f"{len(candidates)} subnets evaluated, front of {len(front)}; hypervolume (normalized) "
+          f"search front {front_hv.normalized:.4f}, chosen on test {chosen_hv.normalized:.4f} -> {out_dir}")
+    for row in rows:
+        print(f"  {row['name']}: <= {row['target']:g} MFLOPs: {row['mflops']:.3f} MFLOPs, "
+              f"top-1 search {row['top1_search']:.2f}%, test {row['top1_test']:.2f}%")
+    return 0

@@ -1,0 +1,111 @@
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from attentivenas.__main__ import main
+from attentivenas.checkpoint import save_checkpoint, supernet_state
+from attentivenas.config import validate_config
+from attentivenas.data import build_splits
+from attentivenas.evaluation import SubnetEvaluator, measure
+from attentivenas.export import (
+    ExportError,
+    export_subnet,
+    load_exported,
+    load_torchscript,
+    read_exported_subnet,
+)
+from attentivenas.flops import count
+from attentivenas.io import read_json
+from attentivenas.space import SearchSpace
+from attentivenas.static import StaticSubnet
+from attentivenas.supernet import Supernet
+
+TINY_DATA = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist" / "fmnist-2k-500.npz"
+SETTINGS = {"calibration_images": 32, "calibration_batch_size": 32, "batch_size": 100}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace.load("fmnist")
+
+
+@pytest.fixture(scope="module")
+def supernet(space):
+    torch.manual_seed(0)
+    net = Supernet(space)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    config = validate_config({"space": "fmnist", "data": {"dataset": "fashion_mnist", "source": str(TINY_DATA)}})
+    splits = build_splits(config["data"], image_size=28)
+    return SubnetEvaluator(splits, "test", SETTINGS, torch.device("cpu"), seed=0, max_images=100)
+
+
+@pytest.fixture(scope="module")
+def exported(space, supernet, evaluator, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("exported")
+    subnet = space.sample_uniform(random.Random(4))
+    return directory, subnet, export_subnet(supernet, subnet, evaluator, directory)
+
+
+def test_exported_models_reproduce_the_evaluation_exactly(exported, supernet, evaluator):
+    directory, subnet, result = exported
+    assert result == evaluator.evaluate(supernet, subnet)
+    record = read_json(directory / "evaluation.json")
+    assert record["split"] == "test" and record["top1"] == result.top1 and record["images"] == 100
+    state_model = load_exported(directory)
+    assert isinstance(state_model, StaticSubnet) and not state_model.training
+    assert measure(state_model, evaluator.eval_batches()) == (result.top1, result.loss, result.images)
+    scripted = load_torchscript(directory)
+    top1, loss, seen = measure(scripted, evaluator.eval_batches())
+    assert (top1, seen) == (result.top1, result.images) and loss == pytest.approx(result.loss, rel=1e-6)
+    calibrated = evaluator.calibrate(supernet, subnet)
+    for name, value in calibrated.state_dict().items():
+        assert torch.equal(state_model.state_dict()[name], value), name
+
+
+def test_subnet_json_carries_cost_and_space(space, exported):
+    directory, subnet, _ = exported
+    record = read_json(directory / "subnet.json")
+    cost = count(space, subnet)
+    assert (record["mflops"], record["params_m"]) == (cost.mflops, cost.params_m)
+    assert record["resolution_mode"] == "resize"
+    assert space.load_subnet(directory / "subnet.json") == subnet
+    loaded_space, loaded_subnet, _ = read_exported_subnet(directory)
+    assert loaded_subnet == subnet and loaded_space.to_dict() == space.to_dict()
+    assert sum(p.numel() for p in load_exported(directory).parameters()) == round(cost.params_m * 1e6)
+
+
+def test_load_exported_names_missing_files(tmp_path):
+    with pytest.raises(ExportError, match="subnet.json does not exist"):
+        load_exported(tmp_path)
+
+
+def test_export_command(space, supernet, tmp_path, tiny_config_dict):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**tiny_config_dict, "evaluation": SETTINGS}))
+    checkpoint = tmp_path / "supernet.pt"
+    save_checkpoint(checkpoint, supernet_state(supernet))
+    subnet_file = tmp_path / "subnet.json"
+    subnet = space.min_subnet()
+    subnet_file.write_text(json.dumps(subnet.to_dict()))
+    out = tmp_path / "exported"
+    assert main(["export", "--config", str(config), "--checkpoint", str(checkpoint), "--subnet", str(subnet_file),
+                 "--out-dir", str(out), "--split", "search", "--threads", "1"]) == 0
+    assert {p.name for p in out.iterdir()} == {"subnet.json", "model_state.pt", "model.ts", "evaluation.json"}
+    record = read_json(out / "evaluation.json")
+    assert record["split"] == "search" and record["images"] == 400
+    assert load_exported(out).resolution == subnet.resolution
+    assert main(["export", "--config", str(config), "--checkpoint", str(tmp_path / "none.pt"),
+                 "--subnet", str(subnet_file), "--out-dir", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()

@@ -1,0 +1,243 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from attentivenas.__main__ import main
+from attentivenas.checkpoint import save_checkpoint, supernet_state
+from attentivenas.export import EVALUATION_FILE, load_exported
+from attentivenas.flops import count, mflops
+from attentivenas.io import read_csv, read_json
+from attentivenas.predictor import AccuracyPredictor, sample_distinct, save_predictor
+from attentivenas.search import (
+    Candidate,
+    EvolutionarySearch,
+    ParetoArchive,
+    choose_at_targets,
+    flops_range,
+    hypervolume,
+    pareto_front,
+)
+from attentivenas.space import SearchSpace
+from attentivenas.supernet import Supernet
+
+SETTINGS = {"population": 6, "generations": 3, "mutations_per_generation": 4, "crossovers_per_generation": 3,
+            "mutation_prob": 0.3, "buckets": 4, "max_tries": 50, "predictor_prefilter": False,
+            "targets_mflops": [1.0, 3.0]}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace.load("fmnist")
+
+
+def _point(m: float, t: float, generation: int = 0) -> Candidate:
+    return Candidate(generation, None, m, 0.0, t)
+
+
+def _fitness(space, calls):
+    """Top-1 rising with MFLOPs and with kernel sizes: cheap and deterministic; records every call."""
+    def fitness(subnets):
+        calls.extend(subnets)
+        return [50 + 5 * mflops(space, s) + sum(s.kernel_size) for s in subnets]
+    return fitness
+
+
+# ---------------------------------------------------------------- hypervolume by hand
+
+def test_hypervolume_single_point():
+    hv = hypervolume([(2.0, 80.0)], window=(1.0, 6.0), top1_floor=70.0)
+    assert hv.raw == pytest.approx((6 - 2) * (80 - 70))
+    assert hv.normalized == pytest.approx(40 / (5 * 30))
+    assert hv.reference_point == (6.0, 70.0) and hv.points_counted == 1
+
+
+def test_hypervolume_two_points_and_dominated_points():
+    two = hypervolume([(2.0, 80.0), (4.0, 90.0)], window=(1.0, 6.0), top1_floor=70.0)
+    assert two.raw == pytest.approx((4 - 2) * 10 + (6 - 4) * 20)
+    with_dominated = hypervolume([(4.0, 90.0), (2.0, 80.0), (3.0, 75.0), (5.0, 85.0), (4.0, 89.0)],
+                                 window=(1.0, 6.0), top1_floor=70.0)
+    assert with_dominated.raw == pytest.approx(two.raw)
+
+
+def test_hypervolume_ignores_points_outside_window_or_below_floor():
+    base = hypervolume([(2.0, 80.0)], window=(1.0, 6.0), top1_floor=70.0)
+    outside = hypervolume([(2.0, 80.0), (0.5, 99.0), (7.0, 99.0), (3.0, 65.0), (3.0, 70.0)],
+                          window=(1.0, 6.0), top1_floor=70.0)
+    assert outside.raw == pytest.approx(base.raw) and outside.points_counted == 1
+    empty = hypervolume([], window=(1.0, 6.0), top1_floor=70.0)
+    assert empty.raw == 0 and empty.normalized == 0
+    full = hypervolume([(1.0, 100.0)], window=(1.0, 6.0), top1_floor=70.0)
+    assert full.normalized == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="empty hypervolume box"):
+        hypervolume([], window=(6.0, 1.0), top1_floor=70.0)
+
+
+# ---------------------------------------------------------------- front, archive, choice
+
+def test_pareto_front_keeps_non_dominated_points():
+    points = [_point(1, 60), _point(2, 70), _point(2, 65), _point(3, 68), _point(4, 80), _point(5, 80)]
+    assert [(c.mflops, c.top1) for c in pareto_front(points)] == [(1, 60), (2, 70), (4, 80)]
+
+
+def test_archive_keeps_best_per_equal_width_bucket():
+    archive = ParetoArchive(0.0, 4.0, buckets=4)
+    assert [archive.bucket(m) for m in (0.0, 0.99, 1.0, 3.5, 4.0)] == [0, 0, 1, 3, 3]
+    assert archive.offer(_point(0.5, 70)) and not archive.offer(_point(0.6, 69))
+    assert archive.offer(_point(0.7, 75)) and archive.offer(_point(3.9, 60))
+    assert [(c.mflops, c.top1) for c in archive.members] == [(0.7, 75), (3.9, 60)]
+
+
+def test_choose_at_targets_takes_best_under_each_target():
+    points = [_point(1, 60), _point(1.5, 72), _point(2, 70), _point(3, 80)]
+    chosen = choose_at_targets(points, [2.5, 1.2, 3.0])
+    assert [(name, target, c.top1) for name, target, c in chosen] == [("a0", 1.2, 60), ("a1", 2.5, 72),
+                                                                        ("a2", 3.0, 80)]
+    with pytest.raises(ValueError, match="at most 0.5"):
+        choose_at_targets(points, [0.5])
+
+
+# ---------------------------------------------------------------- evolution
+
+def test_search_never_evaluates_a_subnet_twice_and_is_deterministic(space):
+    calls = []
+    candidates = EvolutionarySearch(space, _fitness(space, calls), SETTINGS, seed=0).run(progress=False)
+    assert len(calls) == len(set(calls)) == len(candidates)
+    generations = [c.generation for c in candidates]
+    assert generations.count(0) == SETTINGS["population"] + 2
+    for g in range(1, SETTINGS["generations"] + 1):
+        assert 0 < generations.count(g) <= SETTINGS["mutations_per_generation"] + SETTINGS[
+            "crossovers_per_generation"]
+    assert {space.min_subnet(), space.max_subnet()} <= set(calls)
+    low, high = flops_range(space)
+    assert all(low <= c.mflops <= high for c in candidates)
+    again = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=0).run(progress=False)
+    assert again == candidates
+    other = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=1).run(progress=False)
+    assert [c.subnet for c in other] != [c.subnet for c in candidates]
+
+
+def test_archive_holds_best_evaluated_per_bucket(space):
+    search = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=2)
+    candidates = search.run(progress=False)
+    for key, best in search.archive.best.items():
+        in_bucket = [c.top1 for c in candidates if search.archive.bucket(c.mflops) == key]
+        assert best.top1 == max(in_bucket)
+
+
+def test_offspring_holds_only_subnets_not_evaluated_yet(space):
+    search = EvolutionarySearch(space, _fitness(space, []), {**SETTINGS, "mutation_prob": 0.0,
+                                                             "crossovers_per_generation": 0}, seed=0)
+    search._evaluate(search.initial_population(), generation=0)
+    # with no gene re-drawn, every mutant equals its parent, which is already evaluated: none is new
+    assert search.offspring() == []
+
+
+class _CheapFirst:
+    """A stand-in predictor that prefers cheap subnets."""
+
+    def predict(self, space, subnets):
+        return np.array([-mflops(space, s) for s in subnets])
+
+
+def test_predictor_prefilter_keeps_most_promising_quarter(space):
+    search = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=0, predictor=_CheapFirst())
+    search._evaluate(search.initial_population(), generation=0)
+    children = search.offspring()
+    assert len(children) == SETTINGS["mutations_per_generation"] + SETTINGS["crossovers_per_generation"]
+    assert not set(children) & set(search.evaluated)
+    plain = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=0)
+    plain._evaluate(plain.initial_population(), generation=0)
+    assert len(plain.offspring()) == len(children)
+
+    pool = sample_distinct(space, 20, seed=5)
+    best_in_bucket = {search.archive.bucket(m.mflops): -m.mflops for m in search.archive.members}
+
+    def gain(subnet):
+        return -mflops(space, subnet) - best_in_bucket.get(search.archive.bucket(mflops(space, subnet)), -np.inf)
+
+    kept = search._most_promising(pool, 5)
+    assert len(kept) == 5 and set(kept) <= set(pool)
+    assert sorted(map(gain, kept)) == sorted(map(gain, pool))[-5:]
+
+
+# ---------------------------------------------------------------- python -m attentivenas search
+
+def _checkpoint(path, space_name="fmnist"):
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace.load(space_name))
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+    save_checkpoint(path, supernet_state(net))
+    return path
+
+
+@pytest.fixture
+def search_config(tmp_path, tiny_config_dict):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        **tiny_config_dict, "data": {**tiny_config_dict["data"], "search_holdout": 100},
+        "evaluation": {"calibration_images": 32, "calibration_batch_size": 32, "batch_size": 250},
+        "search": {"population": 2, "generations": 1, "mutations_per_generation": 2, "crossovers_per_generation": 1,
+                   "buckets": 3, "targets_mflops": [1.0, 1.1, 0.9]}}))
+    return config
+
+
+def test_search_command_writes_front_chosen_models_and_hypervolume(space, tmp_path, search_config):
+    out = tmp_path / "search"
+    assert main(["search", "--config", str(search_config), "--checkpoint", str(_checkpoint(tmp_path / "s.pt")),
+                 "--out-dir", str(out), "--threads", "1"]) == 0
+    evaluated = read_csv(out / "evaluated.csv")
+    subnets = [space.validate(json.loads(r["subnet"])) for r in evaluated]
+    assert len(subnets) == len(set(subnets)) and len(subnets) >= 4
+    front = read_csv(out / "front.csv")
+    assert [float(r["mflops"]) for r in front] == sorted(float(r["mflops"]) for r in front)
+    assert [float(r["top1_search"]) for r in front] == sorted(float(r["top1_search"]) for r in front)
+    chosen = read_csv(out / "chosen.csv")
+    assert [(r["name"], float(r["target"])) for r in chosen] == [("a0", 0.9), ("a1", 1.0), ("a2", 1.1)]
+    for row in chosen:
+        fitting = [float(r["top1_search"]) for r in evaluated if float(r["mflops"]) <= float(row["target"])]
+        assert float(row["top1_search"]) == max(fitting) and float(row["mflops"]) <= float(row["target"])
+        subnet = space.load_subnet(out / "chosen" / f"{row['name']}.json")
+        assert subnet.to_json() == row["subnet"]
+        exported = out / "chosen" / row["name"]
+        assert float(row["top1_test"]) == read_json(exported / EVALUATION_FILE)["top1"]
+        assert read_json(exported / EVALUATION_FILE)["split"] == "test"
+        assert load_exported(exported).resolution == subnet.resolution
+    hv = read_json(out / "hypervolume.json")
+    assert hv["reference_point"] == {"mflops": 6.0, "top1": 70.0} and hv["window_mflops"] == [0.4, 6.0]
+    expected = hypervolume([(float(r["mflops"]), float(r["top1_test"])) for r in chosen], (0.4, 6.0), 70.0)
+    assert hv["chosen_test"]["raw"] == pytest.approx(expected.raw)
+    summary = read_json(out / "summary.json")
+    assert summary["evaluated"] == len(evaluated)
+    assert summary["images_processed"] == len(evaluated) * (32 + 100) + summary["chosen_distinct"] * (32 + 500)
+    assert count(space, subnets[0]).mflops == pytest.approx(float(evaluated[0]["mflops"]))
+
+
+def test_search_command_checks_inputs_before_work(tmp_path, search_config, tiny_config_dict, capsys, space):
+    base = ["search", "--config", str(search_config), "--out-dir", str(tmp_path / "out")]
+    assert main([*base, "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(_checkpoint(tmp_path / "c.pt", "cifar10"))]) == 2
+    assert "cifar10" in capsys.readouterr().err
+    checkpoint = str(_checkpoint(tmp_path / "s.pt"))
+    predictor = tmp_path / "p.pkl"
+    save_predictor(predictor, AccuracyPredictor(None, space.name, space.encoding_length))
+    assert main([*base, "--checkpoint", checkpoint, "--predictor", str(predictor)]) == 2
+    assert "search.predictor_prefilter" in capsys.readouterr().err
+    prefilter = tmp_path / "prefilter.yaml"
+    prefilter.write_text(yaml.safe_dump({**tiny_config_dict, "search": {"predictor_prefilter": True,
+                                                                        "targets_mflops": [2.0]}}))
+    assert main(["search", "--config", str(prefilter), "--out-dir", str(tmp_path / "out"),
+                 "--checkpoint", checkpoint]) == 2
+    assert "--predictor" in capsys.readouterr().err
+    no_targets = tmp_path / "no_targets.yaml"
+    no_targets.write_text(yaml.safe_dump(tiny_config_dict))
+    assert main(["search", "--config", str(no_targets), "--out-dir", str(tmp_path / "out"),
+                 "--checkpoint", checkpoint]) == 2
+    assert "search.targets_mflops" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
