@@ -132,12 +132,14 @@ def test_tiny_pipeline_end_to_end_with_dvc_repro(tmp_path):
     """The tiny config, laid where dvc.yaml expects the default one, through `dvc repro` (one Snakemake
     target per stage) in a fresh git repository; then both tools report nothing left to do."""
     work = tmp_path / "project"
-    keep = ["Snakefile", "dvc.yaml", "rules", "workflow", "config", "profiles", "data", "attentivenas"]
-    for name in keep:
+    work.mkdir()
+    for name in ["Snakefile", "dvc.yaml", "rules", "workflow", "config", "profiles", "data"]:
         source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, work / name)
-    tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    tiny["results_dir"] = "results/default"
+        if source.is_dir():
+            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, work / name)
+    tiny = load_config(REPO / "config" / "tiny.yaml", overrides={"results_dir": "results/default"})
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
