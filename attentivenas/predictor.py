@@ -159,7 +159,7 @@ def build_regressor(model: str, params: Mapping[str, Any], seed: int) -> Regress
     return regressor_class(**settings)
 
 
-def _rank_quality(true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+def rank_quality(true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
     """Kendall tau, Spearman rho (None where undefined: fewer than 2 points or a constant side) and RMSE."""
     rmse = float(np.sqrt(np.mean((true - predicted) ** 2))) if len(true) else None
     if len(true) < 2 or np.ptp(true) == 0 or np.ptp(predicted) == 0:
@@ -175,10 +175,10 @@ def rank_metrics(true: np.ndarray, predicted: np.ndarray, mflops: np.ndarray, bi
     for members in np.array_split(order, min(bins, len(order))):
         per_bin.append({"mflops_min": float(mflops[members].min()),
                         "mflops_max": float(mflops[members].max()), "n": int(len(members)),
-                        **_rank_quality(true[members], predicted[members])})
+                        **rank_quality(true[members], predicted[members])})
     taus = [b["kendall_tau"] for b in per_bin if b["kendall_tau"] is not None]
     rhos = [b["spearman_rho"] for b in per_bin if b["spearman_rho"] is not None]
-    return {**_rank_quality(true, predicted),
+    return {**rank_quality(true, predicted),
             "mean_bin_kendall_tau": float(np.mean(taus)) if taus else None,
             "mean_bin_spearman_rho": float(np.mean(rhos)) if rhos else None,
             "flops_bins": per_bin}
@@ -220,31 +220,3 @@ def fit_predictor(space: SearchSpace, table: SampleTable, settings: Mapping[str,
                    for m, t, p in zip(mflops, true, predicted, strict=True)]
     predictor = AccuracyPredictor(regressor, space.name, space.encoding_length)
     return PredictorFit(predictor, metrics, predictions)
-
-
-def plot_predicted_vs_true(predictions: Sequence[Mapping[str, Any]], path: str | Path,
-                           title: str = "Accuracy predictor on held-out subnets") -> None:
-    """Predicted vs true top-1 coloured by MFLOPs, Kendall tau in the title; PNG or PDF by the suffix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    true = np.array([float(r["true"]) for r in predictions])
-    predicted = np.array([float(r["predicted"]) for r in predictions])
-    mflops = np.array([float(r["mflops"]) for r in predictions])
-    tau = _rank_quality(true, predicted)["kendall_tau"]
-    figure, axes = plt.subplots(figsize=(4.5, 4.2))
-    points = axes.scatter(true, predicted, c=mflops, cmap="viridis", s=16)
-    low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
-    axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
-    axes.set_xlabel("true top-1 (%)")
-    axes.set_ylabel("predicted top-1 (%)")
-    tau_text = "undefined" if tau is None else f"{tau:.3f}"
-    axes.set_title(f"{title}\nKendall τ = {tau_text} (n = {len(true)})", fontsize=9)
-    figure.colorbar(points, ax=axes, label="MFLOPs")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=150)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -18,6 +18,7 @@ import numpy as np
 
 from attentivenas.io import atomic_write_bytes, atomic_write_text, read_csv, read_json, write_csv, write_json
 from attentivenas.pipeline import target_label
+from attentivenas.predictor import rank_quality
 from attentivenas.search import hypervolume
 from attentivenas.space import SearchSpace
 
@@ -259,6 +260,25 @@ def accuracy_by_bin_figure(sampled: dict[str, list[dict[str, str]]], labels: dic
     return figure
 
 
+def predictor_rank_figure(predictions: Sequence[dict[str, Any]],
+                          title: str = "Accuracy predictor on held-out subnets") -> plt.Figure:
+    """Predicted vs true top-1 of held-out subnets, coloured by MFLOPs, Kendall tau in the title."""
+    true = np.array([float(r["true"]) for r in predictions])
+    predicted = np.array([float(r["predicted"]) for r in predictions])
+    mflops = np.array([float(r["mflops"]) for r in predictions])
+    tau = rank_quality(true, predicted)["kendall_tau"]
+    figure, axes = plt.subplots(figsize=(4.5, 4.2))
+    points = axes.scatter(true, predicted, c=mflops, cmap="viridis", s=16)
+    low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
+    axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xlabel("true top-1 (%)")
+    axes.set_ylabel("predicted top-1 (%)")
+    tau_text = "undefined" if tau is None else f"{tau:.3f}"
+    axes.set_title(f"{title}\nKendall τ = {tau_text} (n = {len(true)})", fontsize=9)
+    figure.colorbar(points, ax=axes, label="MFLOPs")
+    return figure
+
+
 def training_curves_figure(curves: dict[str, list[dict[str, str]]], labels: dict[str, str]) -> plt.Figure:
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for method, rows in curves.items():
@@ -275,8 +295,6 @@ def training_curves_figure(curves: dict[str, list[dict[str, str]]], labels: dict
 
 
 def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
-    from attentivenas.predictor import plot_predicted_vs_true
-
     space = SearchSpace.load(config["space"])
     layout = ResultsLayout(Path(results_dir))
     formats = config["report"]["formats"]
@@ -287,8 +305,7 @@ def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
     sampled = {m: read_csv(layout.method("search", m) / "sampled.csv") for m in config["methods"]}
     save_figure(accuracy_by_bin_figure(sampled, labels), figures_dir / "accuracy_by_flops_bin", formats)
     predictions = read_csv(layout.root / "predictor" / "predictions.csv")
-    for fmt in formats:
-        plot_predicted_vs_true(predictions, figures_dir / f"predictor_rank.{fmt}")
+    save_figure(predictor_rank_figure(predictions), figures_dir / "predictor_rank", formats)
     curves = {m: read_csv(layout.method("supernet", m) / "epochs.csv") for m in config["methods"]}
     save_figure(training_curves_figure(curves, labels), figures_dir / "training_curves", formats)
     write_csv(layout.paper / "plots" / "fronts.csv",

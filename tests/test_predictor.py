@@ -19,7 +19,6 @@ from attentivenas.predictor import (
     build_regressor,
     fit_predictor,
     load_predictor,
-    plot_predicted_vs_true,
     rank_metrics,
     read_sample_table,
     sample_distinct,
@@ -148,12 +147,6 @@ def test_saved_predictor_reloads_and_refuses_other_spaces(space, tmp_path):
     assert np.array_equal(loaded.predict(space, subnets), fit.predictor.predict(space, subnets))
     with pytest.raises(PredictorError, match="fmnist"):
         load_predictor(tmp_path / "p.pkl", SearchSpace.load("cifar10"))
-
-
-def test_plot_writes_a_png(tmp_path):
-    rows = [{"mflops": m, "true": t, "predicted": p} for m, t, p in [(1, 80, 81), (2, 82, 83), (3, 85, 84)]]
-    plot_predicted_vs_true(rows, tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sample_subnets_and_fit_predictor_commands(space, tmp_path, tiny_config_dict):

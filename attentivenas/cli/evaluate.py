@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from attentivenas.checkpoint import load_supernet
-from attentivenas.config import load_config
-from attentivenas.data import build_splits
-from attentivenas.evaluation import evaluator_from_config
-from attentivenas.runtime import resolve_device, seed_everything, set_threads
-from attentivenas.space import SearchSpace
+from attentivenas.cli._stage import start_stage
 
 HELP = "top-1, loss, MFLOPs and params of one subnet of a supernet checkpoint"
 
@@ -26,15 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    set_threads(args.threads)
-    seed_everything(config["seed"])
-    space = SearchSpace.load(config["space"])
-    subnet = space.load_subnet(args.subnet)
-    device = resolve_device(config["device"])
-    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    evaluator = evaluator_from_config(config, splits, args.split, device)
+    stage = start_stage(args)
+    subnet = stage.space.load_subnet(args.subnet)
+    supernet = stage.supernet(args.checkpoint)
+    evaluator = stage.evaluator(args.split)
     result = evaluator.evaluate(supernet, subnet)
     if args.json:
         print(json.dumps({"split": args.split, **result.as_dict(),

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.checkpoint import load_supernet
-from attentivenas.config import load_config
-from attentivenas.data import build_splits
-from attentivenas.evaluation import evaluator_from_config
+from attentivenas.cli._stage import start_stage
 from attentivenas.export import export_subnet
-from attentivenas.runtime import resolve_device, seed_everything, set_threads
-from attentivenas.space import SearchSpace
 
 HELP = "export a subnet as a standalone model (state_dict + TorchScript) with its evaluation"
 
@@ -30,15 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    set_threads(args.threads)
-    seed_everything(config["seed"])
-    space = SearchSpace.load(config["space"])
-    subnet = space.load_subnet(args.subnet)
-    device = resolve_device(config["device"])
-    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    evaluator = evaluator_from_config(config, splits, args.split, device)
+    stage = start_stage(args)
+    subnet = stage.space.load_subnet(args.subnet)
+    supernet = stage.supernet(args.checkpoint)
+    evaluator = stage.evaluator(args.split)
     result = export_subnet(supernet, subnet, evaluator, args.out_dir)
     print(f"exported to {args.out_dir}: {result.mflops:.3f} MFLOPs, {result.params_m:.4f} M params, "
           f"top-1 {result.top1:.2f}% on {args.split}")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from attentivenas.config import load_config
 from attentivenas.io import write_csv, write_json
-from attentivenas.predictor import fit_predictor, plot_predicted_vs_true, read_sample_table, save_predictor
+from attentivenas.predictor import fit_predictor, read_sample_table, save_predictor
+from attentivenas.reporting import predictor_rank_figure, save_figure
 from attentivenas.runtime import set_threads
 from attentivenas.space import SearchSpace
 
@@ -39,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     save_predictor(out_dir / "predictor.pkl", fit.predictor)
     write_json(out_dir / "metrics.json", fit.metrics)
     write_csv(out_dir / "predictions.csv", fit.predictions, fieldnames=["mflops", "true", "predicted"])
-    plot_predicted_vs_true(fit.predictions, out_dir / "predicted_vs_true.png",
-                           title=f"{config['predictor']['model']} predictor, space {space.name}")
+    figure = predictor_rank_figure(fit.predictions, f"{config['predictor']['model']} predictor, space {space.name}")
+    save_figure(figure, out_dir / "predicted_vs_true", ["png"])
     metrics = fit.metrics
     print(f"{metrics['model']}: fitted on {metrics['n_fit']}, held out {metrics['n_heldout']}: "
           f"Kendall tau {_number(metrics['kendall_tau'])}, Spearman rho {_number(metrics['spearman_rho'])}, "

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.checkpoint import load_supernet
-from attentivenas.config import load_config
-from attentivenas.data import build_splits
+from attentivenas.cli._stage import start_stage
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import evaluator_from_config
 from attentivenas.io import write_csv
 from attentivenas.predictor import sample_distinct, sample_rows
-from attentivenas.runtime import resolve_device, seed_everything, set_threads
-from attentivenas.space import SearchSpace
 
 HELP = "evaluate uniformly sampled subnets into a CSV (predictor data, accuracy box plots)"
 
@@ -32,18 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    set_threads(args.threads)
-    seed_everything(config["seed"])
-    space = SearchSpace.load(config["space"])
+    stage = start_stage(args)
+    config, space = stage.config, stage.space
     count = config["predictor"]["num_subnets"] if args.count is None else args.count
     if count < 1:
         raise UserInputError(f"--count must be at least 1, got {count}")
     subnets = sample_distinct(space, count, config["seed"])
-    device = resolve_device(config["device"])
-    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    evaluator = evaluator_from_config(config, splits, args.split, device)
+    supernet = stage.supernet(args.checkpoint)
+    evaluator = stage.evaluator(args.split)
     results = evaluator.evaluate_many(supernet, subnets, description=f"evaluating subnets on {args.split}")
     write_csv(args.out, sample_rows(space, subnets, results))
     print(f"{len(subnets)} subnets evaluated on the {args.split} split -> {args.out} (BN recalibration "

@@ -12,16 +12,13 @@ import shutil
 import time
 from pathlib import Path
 
-from attentivenas.checkpoint import load_supernet
-from attentivenas.config import load_config
-from attentivenas.data import build_splits
+from attentivenas.cli._stage import start_stage
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import EvalResult, evaluator_from_config
+from attentivenas.evaluation import EvalResult
 from attentivenas.export import export_subnet
 from attentivenas.flops import flops_range
 from attentivenas.io import write_csv, write_json
 from attentivenas.predictor import load_predictor
-from attentivenas.runtime import resolve_device, seed_everything, set_threads
 from attentivenas.search import (
     EvolutionarySearch,
     candidate_row,
@@ -29,7 +26,7 @@ from attentivenas.search import (
     hypervolume,
     pareto_front,
 )
-from attentivenas.space import SearchSpace, Subnet
+from attentivenas.space import Subnet
 
 HELP = "evolutionary Pareto search; chosen models per FLOPs target, exported and tested once"
 
@@ -45,10 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    config = load_config(args.config)
-    set_threads(args.threads)
-    seed_everything(config["seed"])
-    space = SearchSpace.load(config["space"])
+    stage = start_stage(args)
+    config, space = stage.config, stage.space
     settings = config["search"]
     if not settings.get("targets_mflops"):
         low, high = flops_range(space)
@@ -63,10 +58,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.predictor:
         raise UserInputError("--predictor given but config key 'search.predictor_prefilter' is false; set it "
                              "to true or leave --predictor out")
-    device = resolve_device(config["device"])
-    supernet = load_supernet(args.checkpoint, space, device, config["resolution_mode"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    search_evaluator = evaluator_from_config(config, splits, "search", device)
+    supernet = stage.supernet(args.checkpoint)
+    search_evaluator = stage.evaluator("search")
 
     def fitness(subnets: list[Subnet]) -> list[float]:
         return [r.top1 for r in search_evaluator.evaluate_many(supernet, subnets, description="fitness")]
@@ -79,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     write_csv(out_dir / "evaluated.csv", [candidate_row(c) for c in candidates])
     write_csv(out_dir / "front.csv", [candidate_row(c) for c in front])
-    test_evaluator = evaluator_from_config(config, splits, "test", device)
+    test_evaluator = stage.evaluator("test")
     tested: dict[Subnet, tuple[Path, EvalResult]] = {}
     rows = []
     for name, target, candidate in chosen:

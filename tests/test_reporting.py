@@ -1,0 +1,110 @@
+"""The paper table, figures and ablations, made from a hand-written results folder."""
+
+import csv
+
+import pytest
+
+from attentivenas import reporting
+from attentivenas.config import validate_config
+from attentivenas.io import read_csv, read_json, write_csv, write_json
+from attentivenas.space import SearchSpace
+
+METHODS = {"bignas": {"sampler": "uniform"},
+           "bestup_loss": {"sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "loss"},
+           "bestup_loss_k5": {"sampler": "attentive", "mode": "bestup", "k": 5, "estimator": "loss"},
+           "bestup_predictor": {"sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "predictor",
+                                "label": "BestUp & predictor"}}
+CHOSEN = {"bignas": [(1.0, 0.9, 71.0), (3.0, 2.5, 74.0)],
+          "bestup_loss": [(1.0, 0.95, 72.0), (3.0, 2.8, 75.0)],
+          "bestup_loss_k5": [(1.0, 0.8, 70.5), (3.0, 2.9, 75.5)],
+          "bestup_predictor": [(1.0, 1.0, 71.5), (3.0, 3.0, 74.5)]}
+
+
+@pytest.fixture
+def results(tmp_path, tiny_config_dict):
+    config = validate_config({**tiny_config_dict, "results_dir": str(tmp_path), "methods": METHODS,
+                              "training": {"init": "warmup"},
+                              "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})
+    write_json(tmp_path / "warmup" / "summary.json", {"wall_seconds": 100.0, "images_processed": 1000})
+    for i, (method, models) in enumerate(CHOSEN.items()):
+        write_csv(tmp_path / "search" / method / "chosen.csv",
+                  [{"name": f"a{j}", "target": t, "subnet": "{}", "mflops": m, "params_m": 0.1, "top1_search": top1,
+                    "top1_test": top1} for j, (t, m, top1) in enumerate(models)])
+        write_json(tmp_path / "search" / method / "summary.json", {"wall_seconds": 10.0})
+        write_json(tmp_path / "supernet" / method / "summary.json",
+                   {"wall_seconds": 50.0 + i, "images_processed": 2000})
+        write_csv(tmp_path / "search" / method / "sampled.csv",
+                  [{"mflops": 0.5 + k / 4, "top1": 60 + k + i} for k in range(12)])
+        write_csv(tmp_path / "supernet" / method / "epochs.csv",
+                  [{"epoch": e, "top1_max": 60 + e, "top1_min": 50 + e} for e in range(3)])
+    for target, top1 in ((1.0, 70.0), (2.5, 73.0)):
+        write_json(tmp_path / "dsnas" / f"{target:g}" / "summary.json",
+                   {"mflops": target * 0.9, "params_m": 0.2, "top1_search": top1, "top1_test": top1,
+                    "wall_seconds": 30.0, "images_processed": 500})
+    write_csv(tmp_path / "predictor" / "predictions.csv",
+              [{"mflops": k, "true": 60 + k, "predicted": 61 + k % 3} for k in range(8)])
+    return config, tmp_path
+
+
+def test_collect_reads_every_method_and_counts_compute(results):
+    config, root = results
+    collected = {r.method: r for r in reporting.collect(config, root)}
+    assert list(collected) == [*METHODS, "dsnas"]
+    assert collected["bignas"].wall_seconds == 100 + 50 + 10
+    assert collected["bignas"].images == 1000 + 2000
+    assert collected["dsnas"].wall_seconds == 100 + 2 * 30, "DSNAS starting from the warm-up pays for it"
+    assert collected["dsnas"].compute_per_model_s == 80
+    assert collected["bestup_predictor"].label == "BestUp & predictor"
+    assert collected["bestup_loss"].label == "AttentiveNAS bestup-3 (loss)"
+
+
+def test_pareto_table_in_three_formats_with_hand_computed_hypervolume(results):
+    config, root = results
+    reporting.write_pareto_table(config, root)
+    space = SearchSpace.load("fmnist")
+    low, high = space.hypervolume_window
+    floor = space.hypervolume_top1_floor
+    # bignas: (0.9, 71) then (2.5, 74) up to the window's right edge
+    area = (2.5 - 0.9) * (71 - floor) + (high - 2.5) * (74 - floor)
+    expected = area / ((high - low) * (100 - floor))
+    metrics = read_json(root / "paper" / "metrics.json")
+    assert metrics["bignas"]["hypervolume"] == pytest.approx(expected, abs=1e-5)
+    assert metrics["bestup_loss"]["best_top1_test"] == 75.0
+    rows = read_csv(root / "paper" / "pareto_table.csv")
+    assert len(rows) == 2 * len(METHODS) + 2 and rows[-1]["method"] == "dsnas"
+    assert list(rows[0]) == reporting.TABLE_COLUMNS
+    markdown = (root / "paper" / "pareto_table.md").read_text()
+    assert "| BestUp & predictor | a1 | 3 | 3.000 |" in markdown and "DSNAS (one-stage)" in markdown
+    latex = (root / "paper" / "pareto_table.tex").read_text()
+    assert latex.count(r"\midrule") == len(METHODS) + 1 and r"BestUp \& predictor" in latex
+
+
+def test_figures_and_their_plot_data(results):
+    config, root = results
+    reporting.write_figures(config, root)
+    for name in reporting.FIGURES:
+        assert (root / "paper" / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (root / "paper" / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    with open(root / "paper" / "plots" / "fronts.csv") as handle:
+        fronts = list(csv.DictReader(handle))
+    assert len(fronts) == 2 * len(METHODS) + 2
+    curves = read_csv(root / "paper" / "plots" / "training_curves.csv")
+    assert {r["method"] for r in curves} == set(METHODS) and len(curves) == 3 * len(METHODS)
+
+
+@pytest.mark.parametrize("ablation,expected", [
+    ("sampler", ["bignas", "bestup_loss", "bestup_loss_k5"]),
+    ("estimator", list(METHODS)),
+    ("k", list(METHODS)),
+])
+def test_each_ablation_plot_is_made_on_its_own(results, ablation, expected):
+    config, root = results
+    assert reporting.ablation_methods(config, ablation) == expected
+    reporting.write_ablation(config, root, ablation)
+    assert (root / "paper" / "ablations" / f"{ablation}.png").is_file()
+    assert not (root / "paper" / "figures").exists()
+
+
+def test_unknown_ablation(results):
+    with pytest.raises(ValueError, match="sampler, estimator, k"):
+        reporting.ablation_methods(results[0], "lr")
