@@ -28,6 +28,5 @@ include: "rules/paper.smk"
 rule all:
     default_target: True
     input:
-        rules.pareto_table.output,
-        rules.figures.output,
+        rules.pareto_table.input,
         rules.ablation_plots.input,
