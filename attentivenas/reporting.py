@@ -235,14 +235,14 @@ def pareto_fronts_figure(results: Sequence[MethodResult], space: SearchSpace) ->
 
 def accuracy_by_bin_figure(sampled: dict[str, list[dict[str, str]]], labels: dict[str, str],
                            bins: int = 4) -> plt.Figure:
-    """Box plots of uniformly sampled subnets' search top-1, per FLOPs bin, one box per method."""
+    """Box plots of uniformly sampled subnets' search top-1 (`top1_search`), per FLOPs bin, one box per method."""
     all_flops = [float(r["mflops"]) for rows in sampled.values() for r in rows]
     edges = np.linspace(min(all_flops), max(all_flops) + 1e-9, bins + 1)
     figure, axes = plt.subplots(figsize=(7, 4.2))
     width = 0.8 / max(len(sampled), 1)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (method, rows) in enumerate(sampled.items()):
-        groups = [[float(r["top1"]) for r in rows if lo <= float(r["mflops"]) < hi]
+        groups = [[float(r["top1_search"]) for r in rows if lo <= float(r["mflops"]) < hi]
                   for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
         positions = [b + (i - (len(sampled) - 1) / 2) * width for b in range(bins)]
         boxes = axes.boxplot([g if g else [math.nan] for g in groups], positions=positions, widths=width * 0.9,
@@ -254,7 +254,8 @@ def accuracy_by_bin_figure(sampled: dict[str, list[dict[str, str]]], labels: dic
     axes.set_xticks(range(bins), [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
     axes.set_xlabel("MFLOPs bin")
     axes.set_ylabel("top-1 on search split (%)")
-    axes.set_title("Uniformly sampled subnets per FLOPs bin", fontsize=10)
+    axes.set_title("Search generation 0 per FLOPs bin: uniform subnets (same for every method) + min, max",
+                   fontsize=9)
     axes.legend(fontsize=7)
     axes.grid(alpha=0.3, axis="y")
     return figure
@@ -302,7 +303,8 @@ def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
     results = collect(config, results_dir)
     labels = {r.method: r.label for r in results}
     save_figure(pareto_fronts_figure(results, space), figures_dir / "pareto_fronts", formats)
-    sampled = {m: read_csv(layout.method("search", m) / "sampled.csv") for m in config["methods"]}
+    sampled = {m: [r for r in read_csv(layout.method("search", m) / "evaluated.csv") if r["generation"] == "0"]
+               for m in config["methods"]}
     save_figure(accuracy_by_bin_figure(sampled, labels), figures_dir / "accuracy_by_flops_bin", formats)
     predictions = read_csv(layout.root / "predictor" / "predictions.csv")
     save_figure(predictor_rank_figure(predictions), figures_dir / "predictor_rank", formats)

@@ -38,7 +38,7 @@ rule paper_table:
 rule figures:
     input:
         unpack(paper_inputs),
-        sampled=expand(rules.sample_method_subnets.output.subnets, method=METHODS),
+        evaluated=expand(rules.search_pareto.output.evaluated, method=METHODS),
         epochs=expand(rules.train_supernet.output.epochs, method=METHODS),
         predictions=rules.fit_predictor.output.predictions,
         predictor_metrics=rules.fit_predictor.output.metrics,

@@ -1,6 +1,6 @@
 # Milestone `search`: evolutionary Pareto search in each method's supernet (fitness on the search
-# split), the chosen A0..A6-style models evaluated once on test, and uniform subnets of each supernet
-# evaluated for the per-FLOPs-bin accuracy plots.
+# split), the chosen A0..A6-style models evaluated once on test. The search's first generation is
+# uniform subnets drawn with the same seed for every method: the per-FLOPs-bin accuracy plots use it.
 
 
 def search_inputs(wildcards):
@@ -34,27 +34,6 @@ rule search_pareto:
         "../workflow/scripts/search_pareto.py"
 
 
-rule sample_method_subnets:
-    input:
-        checkpoint=rules.train_supernet.output.checkpoint,
-    output:
-        subnets=f"{R}/search/{{method}}/sampled.csv",
-    log:
-        f"{R}/logs/sample_method_subnets/{{method}}.log",
-    benchmark:
-        f"{R}/benchmarks/sample_method_subnets/{{method}}.tsv"
-    params:
-        config=CONFIG_FILE,
-        evaluation=config["evaluation"],
-        subnets=config["report"]["sampled_subnets"],
-    threads: workflow.cores
-    resources:
-        mem_mb=TRAIN_MEM_MB,
-    script:
-        "../workflow/scripts/sample_subnets.py"
-
-
 rule search:
     input:
         expand(rules.search_pareto.output.chosen, method=METHODS),
-        expand(rules.sample_method_subnets.output.subnets, method=METHODS),

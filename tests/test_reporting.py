@@ -33,8 +33,8 @@ def results(tmp_path, tiny_config_dict):
         write_json(tmp_path / "search" / method / "summary.json", {"wall_seconds": 10.0})
         write_json(tmp_path / "supernet" / method / "summary.json",
                    {"wall_seconds": 50.0 + i, "images_processed": 2000})
-        write_csv(tmp_path / "search" / method / "sampled.csv",
-                  [{"mflops": 0.5 + k / 4, "top1": 60 + k + i} for k in range(12)])
+        write_csv(tmp_path / "search" / method / "evaluated.csv",
+                  [{"generation": k // 8, "mflops": 0.5 + k / 4, "top1_search": 60 + k + i} for k in range(12)])
         write_csv(tmp_path / "supernet" / method / "epochs.csv",
                   [{"epoch": e, "top1_max": 60 + e, "top1_min": 50 + e} for e in range(3)])
     for target, top1 in ((1.0, 70.0), (2.5, 73.0)):
