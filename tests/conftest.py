@@ -15,6 +15,15 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny batches run fastest on one thread, the more so on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config_dict() -> dict:
     return {"seed": 0, "space": "fmnist",

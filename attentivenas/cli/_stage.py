@@ -36,6 +36,13 @@ class Stage:
         return evaluator_from_config(self.config, self.splits, split, self.device)
 
 
+def add_stage_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+    parser.add_argument("--config", required=True, help="experiment config YAML")
+    if checkpoint:
+        parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
+
+
 def start_stage(args: argparse.Namespace) -> Stage:
     config = load_config(args.config)
     set_threads(args.threads)

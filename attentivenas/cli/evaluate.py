@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from attentivenas.cli._stage import start_stage
+from attentivenas.cli._stage import add_stage_arguments, start_stage
 
 HELP = "top-1, loss, MFLOPs and params of one subnet of a supernet checkpoint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
-    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    add_stage_arguments(parser)
     parser.add_argument("--subnet", required=True, help="subnet JSON file")
     parser.add_argument("--split", choices=("search", "test"), default="search",
                         help="split to evaluate on (default: search; test is for final tables only)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.cli._stage import start_stage
+from attentivenas.cli._stage import add_stage_arguments, start_stage
 from attentivenas.export import export_subnet
 
 HELP = "export a subnet as a standalone model (state_dict + TorchScript) with its evaluation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
-    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    add_stage_arguments(parser)
     parser.add_argument("--subnet", required=True, help="subnet JSON file")
     parser.add_argument("--out-dir", required=True, help="directory to write the model into")
     parser.add_argument("--split", choices=("search", "test"), default="test",
                         help="split evaluation.json reports (default: test)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:

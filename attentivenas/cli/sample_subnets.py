@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.cli._stage import start_stage
+from attentivenas.cli._stage import add_stage_arguments, start_stage
 from attentivenas.errors import UserInputError
 from attentivenas.io import write_csv
 from attentivenas.predictor import sample_distinct, sample_rows
@@ -17,13 +17,11 @@ HELP = "evaluate uniformly sampled subnets into a CSV (predictor data, accuracy 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
-    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    add_stage_arguments(parser)
     parser.add_argument("--count", type=int, help="number of subnets (default: config predictor.num_subnets)")
     parser.add_argument("--out", required=True, help="CSV to write")
     parser.add_argument("--split", choices=("search", "test"), default="search",
                         help="split the subnets are evaluated on (default: search)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from attentivenas.cli._stage import start_stage
+from attentivenas.cli._stage import add_stage_arguments, start_stage
 from attentivenas.errors import UserInputError
 from attentivenas.evaluation import EvalResult
 from attentivenas.export import export_subnet
@@ -32,12 +32,10 @@ HELP = "evolutionary Pareto search; chosen models per FLOPs target, exported and
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
-    parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
+    add_stage_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="directory for the search results")
     parser.add_argument("--predictor",
                         help="predictor.pkl for the pre-filter (config key search.predictor_prefilter)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
