@@ -211,7 +211,7 @@ def test_search_command_writes_front_chosen_models_and_hypervolume(space, tmp_pa
     hv = read_json(out / "hypervolume.json")
     floor = SearchSpace.load("fmnist").hypervolume_top1_floor
     assert hv["reference_point"] == {"mflops": 6.0, "top1": floor} and hv["window_mflops"] == [0.4, 6.0]
-    expected = hypervolume([(float(r["mflops"]), float(r["top1_test"])) for r in chosen], (0.4, 6.0), 70.0)
+    expected = hypervolume([(float(r["mflops"]), float(r["top1_test"])) for r in chosen], (0.4, 6.0), floor)
     assert hv["chosen_test"]["raw"] == pytest.approx(expected.raw)
     summary = read_json(out / "summary.json")
     assert summary["evaluated"] == len(evaluated)
