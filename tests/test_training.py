@@ -159,7 +159,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path)
     summary = whole.fit()
 
     class Killed(Exception):
-        pass
+        """Stands in for the process being killed mid-run."""
 
     def kill_after_step_3(trainer, step):
         if step == 3:
