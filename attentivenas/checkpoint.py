@@ -51,14 +51,18 @@ def load_checkpoint(path: str | Path, space: SearchSpace | None = None) -> dict[
     return state
 
 
+def restore_weights(supernet: Supernet, state: dict[str, Any], source: str | Path) -> None:
+    """Load a checkpoint's weights (from `load_checkpoint`) into a supernet built for the same mode."""
+    if state["resolution_mode"] != supernet.resolution_mode:
+        raise CheckpointError(f"checkpoint {source} was trained with resolution_mode {state['resolution_mode']!r}, "
+                              f"config key 'resolution_mode' says {supernet.resolution_mode!r}")
+    supernet.load_state_dict(state["supernet"])
+
+
 def load_supernet(path: str | Path, space: SearchSpace, device: torch.device | str = "cpu",
                   resolution_mode: str | None = None) -> Supernet:
     """A supernet with the checkpoint's weights, ready for evaluation."""
     state = load_checkpoint(path, space)
-    mode = resolution_mode or state["resolution_mode"]
-    if mode != state["resolution_mode"]:
-        raise CheckpointError(f"checkpoint {path} was trained with resolution_mode {state['resolution_mode']!r}, "
-                              f"config key 'resolution_mode' says {mode!r}")
-    supernet = Supernet(space, resolution_mode=mode)
-    supernet.load_state_dict(state["supernet"])
+    supernet = Supernet(space, resolution_mode=resolution_mode or state["resolution_mode"])
+    restore_weights(supernet, state, path)
     return supernet.to(device).eval()

@@ -47,10 +47,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
-from attentivenas.data import DataError, build_splits, make_loader
+from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
+from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import SubnetEvaluator
+from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import count, flops_range, mflops
 from attentivenas.io import write_csv, write_json
 from attentivenas.runtime import resolve_device, seed_everything
@@ -359,12 +359,7 @@ def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path
                          "set dsnas.init: warmup to start from it")
     if init_from is None:
         return None
-    state = load_checkpoint(init_from, space)
-    if state["resolution_mode"] != config["resolution_mode"]:
-        raise DSNASError(f"--init-from {init_from} was trained with resolution_mode "
-                         f"{state['resolution_mode']!r}, config key resolution_mode says "
-                         f"{config['resolution_mode']!r}")
-    return state
+    return load_checkpoint(init_from, space)
 
 
 def _steps_per_epoch(settings: dict[str, Any], train_images: int, source: str) -> int:
@@ -393,17 +388,14 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
 
     seed_everything(config["seed"])
     device = resolve_device(config["device"])
-    try:
-        splits = build_splits(config["data"], image_size=space.base_resolution)
-    except DataError as err:
-        raise DSNASError(f"config key 'data': {err}") from None
-    batch_size = settings["batch_size"]
-    steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
-    total_steps = steps_per_epoch * settings["epochs"]
     supernet = Supernet(space, resolution_mode=config["resolution_mode"], **{
         key: config["supernet"][key] for key in ("dropout", "drop_connect")})
     if init_state is not None:
-        supernet.load_state_dict(init_state["supernet"])
+        restore_weights(supernet, init_state, init_from)
+    splits = build_splits(config["data"], image_size=space.base_resolution)
+    batch_size = settings["batch_size"]
+    steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
+    total_steps = steps_per_epoch * settings["epochs"]
     supernet.to(device)
     search = DSNAS(supernet, settings, target_mflops, total_steps,
                    warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"])
@@ -448,9 +440,7 @@ def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path, rows: 
         search.supernet, method="dsnas", target_mflops=search.target_mflops, child=child.to_dict(),
         architecture=search.distribution.state_dict()))
     evaluation_started = time.perf_counter()
-    evaluators = {split: SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"],
-                                         num_workers=config["data"]["num_workers"])
-                  for split in ("search", "test")}
+    evaluators = {split: evaluator_from_config(config, splits, split, device) for split in ("search", "test")}
     results = {split: evaluator.evaluate(search.supernet, child) for split, evaluator in evaluators.items()}
     evaluation_seconds = time.perf_counter() - evaluation_started
     calibration_images = min(config["evaluation"]["calibration_images"], len(splits.calibration))

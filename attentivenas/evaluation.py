@@ -156,8 +156,8 @@ class SubnetEvaluator:
                 for s in tqdm(subnets, desc=description, disable=not progress, leave=False)]
 
 
-def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str,
-                          device: torch.device) -> SubnetEvaluator:
+def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str, device: torch.device,
+                          max_images: int | None = None) -> SubnetEvaluator:
     """The evaluator a pipeline stage uses: the config's `evaluation` settings, seed and data workers."""
-    return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"],
+    return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"], max_images=max_images,
                            num_workers=config["data"]["num_workers"])

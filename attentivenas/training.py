@@ -34,11 +34,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
+from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
 from attentivenas.config import training_settings
-from attentivenas.data import DataError, build_splits, make_loader
+from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import SubnetEvaluator
+from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import mflops
 from attentivenas.io import write_csv, write_json
 from attentivenas.predictor import load_predictor
@@ -321,10 +321,7 @@ class Trainer:
                                      f"global batch) must divide among {self.processes.world_size} processes")
         self.local_batch = settings["batch_size"] // self.processes.world_size
         self.space = SearchSpace.load(config["space"])
-        try:
-            self.splits = build_splits(config["data"], image_size=self.space.base_resolution)
-        except DataError as err:
-            raise TrainingSetupError(f"config key 'data': {err}") from None
+        self.splits = build_splits(config["data"], image_size=self.space.base_resolution)
         batches = len(self.splits.train) // settings["batch_size"]
         if batches == 0:
             raise TrainingSetupError(f"config key 'training.batch_size' = {settings['batch_size']} exceeds "
@@ -352,9 +349,8 @@ class Trainer:
         self.sampler = build_sampler(config, run, self.space, supernet=self.supernet, predictor=predictor,
                                      table=self.table, label_smoothing=settings["label_smoothing"])
         validates = settings["validate_images"] > 0 and self.processes.writes_files
-        self.evaluator = (SubnetEvaluator(self.splits, "search", config["evaluation"], self.device,
-                                          config["seed"], max_images=settings["validate_images"],
-                                          num_workers=config["data"]["num_workers"])
+        self.evaluator = (evaluator_from_config(config, self.splits, "search", self.device,
+                                                max_images=settings["validate_images"])
                           if validates else None)
         self.step = 0
         self.epochs_done = 0
@@ -369,12 +365,7 @@ class Trainer:
         return self.out_dir / name
 
     def _load_weights(self, path: str | Path) -> None:
-        state = load_checkpoint(path, self.space)
-        if state["resolution_mode"] != self.supernet.resolution_mode:
-            raise TrainingSetupError(f"--init-from {path} was trained with resolution_mode "
-                                     f"{state['resolution_mode']!r}, config key 'resolution_mode' says "
-                                     f"{self.supernet.resolution_mode!r}")
-        self.supernet.load_state_dict(state["supernet"])
+        restore_weights(self.supernet, load_checkpoint(path, self.space), path)
 
     def _flops_table(self) -> FlopsTable:
         """Rebuilt from the config's seed on every start (a second or two), so a resumed run gets the same."""
