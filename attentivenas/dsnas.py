@@ -36,30 +36,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
 from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
 from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import count, flops_range, mflops
-from attentivenas.io import write_csv, write_json
+from attentivenas.io import write_json
+from attentivenas.optim import build_optimizer, warmup_cosine
+from attentivenas.run_loop import EpochOrder, RunLoop, check_finite
 from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.space import SearchSpace, Subnet
 from attentivenas.supernet import Supernet
-from attentivenas.training import build_optimizer, lr_factor, restore_rng_states, rng_states
-
-RESUME_FILE = "resume.pt"
-METRIC_FIELDS = ("step", "epoch", "loss", "arch_entropy", "sampled_mflops", "frozen", "lr")
 
 
 class DSNASError(UserInputError):
@@ -255,8 +252,7 @@ class DSNAS:
         self.device = next(supernet.parameters()).device
         self.distribution = ArchitectureDistribution(self.space).to(self.device)
         self.weight_optimizer = build_optimizer(supernet, settings)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.weight_optimizer,
-                                                           lambda step: lr_factor(step, 0, total_steps))
+        self.scheduler = warmup_cosine(self.weight_optimizer, total_steps, warmup_steps=0, start_factor=1.0)
         self.arch_optimizer = torch.optim.Adam(self.distribution.parameters(), lr=settings["arch_lr"],
                                                betas=tuple(settings["arch_betas"]), foreach=True)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
@@ -336,17 +332,6 @@ def _fingerprint(config: dict[str, Any], target_mflops: float, init_from: str | 
             **{key: config[key] for key in ("space", "resolution_mode", "data", "supernet", "dsnas")}}
 
 
-def _load_resume(path: Path, space: SearchSpace, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path, space)
-    if state.get("fingerprint") != fingerprint:
-        changed = sorted(k for k in fingerprint if state.get("fingerprint", {}).get(k) != fingerprint[k])
-        raise DSNASError(f"resume checkpoint {path} was written with other settings ({', '.join(changed)}); "
-                         "delete it to start over, or give another --out-dir")
-    return state
-
-
 def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path | None) -> dict | None:
     """The warm-up checkpoint's state when `dsnas.init` is warmup; errors when init and flag disagree."""
     init = config["dsnas"]["init"]
@@ -370,21 +355,52 @@ def _steps_per_epoch(settings: dict[str, Any], train_images: int, source: str) -
     return steps if settings["max_steps_per_epoch"] is None else min(steps, settings["max_steps_per_epoch"])
 
 
+class _SearchTask:
+    """DSNAS as the run loop's task: each epoch's batches in a seeded order, one joint step each."""
+
+    def __init__(self, search: DSNAS, config: dict[str, Any], splits, steps_per_epoch: int):
+        self.search, self.config, self.splits, self.steps_per_epoch = search, config, splits, steps_per_epoch
+
+    def batches(self, epoch: int, start: int):
+        batch_size = self.search.settings["batch_size"]
+        order = EpochOrder(len(self.splits.train), batch_size, 1, 0, self.config["seed"], epoch, start,
+                           self.steps_per_epoch)
+        return make_loader(self.splits.train, batch_size, shuffle=False, seed=self.config["seed"] + epoch,
+                           drop_last=True, num_workers=self.config["data"]["num_workers"], sampler=order)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, Any]:
+        device = self.search.device
+        images, labels = (tensor.to(device, non_blocking=True) for tensor in batch)
+        record = self.search.step(images, labels)
+        check_finite(record.loss, step, self.search.supernet.active_subnet, "sampled",
+                     "lower config key 'dsnas.lr' or 'dsnas.arch_lr'")
+        return {key: round(value, 6) if isinstance(value, float) else value
+                for key, value in asdict(record).items()}
+
+    def end_epoch(self, epoch: int) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.search.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.search.load_state_dict(state)
+
+
 def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
-              init_from: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+              init_from: str | Path | None = None, progress: bool = True,
+              on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Search one child at `target_mflops`, evaluate it, write its outputs into `out_dir`; the summary.
 
-    `config` is a validated experiment config. Outputs: child.json, summary.json, metrics.csv and
-    supernet.pt. A rerun resumes from out_dir/resume.pt, written at the end of every epoch.
+    `config` is a validated experiment config. Outputs: child.json, summary.json, metrics.csv,
+    supernet.pt and timings.json. A rerun resumes from out_dir/resume.pt, written every
+    `dsnas.checkpoint_every_steps` steps and after every epoch; `on_step(step)` follows every step.
     """
     space = SearchSpace.load(config["space"])
     settings = config["dsnas"]
     check_target(space, target_mflops)
     init_state = _load_init(config, space, init_from)
     out_dir = Path(out_dir)
-    resume_path = out_dir / RESUME_FILE
-    fingerprint = _fingerprint(config, target_mflops, None if init_from is None else str(init_from))
-    resume = _load_resume(resume_path, space, fingerprint)
 
     seed_everything(config["seed"])
     device = resolve_device(config["device"])
@@ -393,47 +409,32 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
     if init_state is not None:
         restore_weights(supernet, init_state, init_from)
     splits = build_splits(config["data"], image_size=space.base_resolution)
-    batch_size = settings["batch_size"]
     steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
     total_steps = steps_per_epoch * settings["epochs"]
     supernet.to(device)
     search = DSNAS(supernet, settings, target_mflops, total_steps,
                    warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"])
-    start_epoch, rows, search_seconds = 0, [], 0.0
-    if resume is not None:
-        supernet.load_state_dict(resume["supernet"])
-        search.load_state_dict(resume["search"])
-        start_epoch, rows, search_seconds = resume["epoch"], resume["metrics"], resume["search_seconds"]
-        restore_rng_states(resume["rng"])
-
-    started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=search.step_count, desc=f"dsnas {target_mflops:g} MFLOPs",
-               disable=not progress)
-    for epoch in range(start_epoch, settings["epochs"]):
-        loader = make_loader(splits.train, batch_size, shuffle=True, seed=config["seed"] + epoch,
-                             drop_last=True, num_workers=config["data"]["num_workers"])
-        for _, (images, labels) in zip(range(steps_per_epoch), loader, strict=False):
-            record = search.step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
-            rows.append({"step": search.step_count, "epoch": epoch, "loss": round(record.loss, 6),
-                         "arch_entropy": round(record.arch_entropy, 6),
-                         "sampled_mflops": round(record.sampled_mflops, 4), "frozen": record.frozen,
-                         "lr": record.lr})
-            bar.update()
-            bar.set_postfix(loss=f"{record.loss:.3f}", mflops=f"{record.sampled_mflops:.2f}",
-                            frozen=record.frozen)
-        save_checkpoint(resume_path, supernet_state(
-            supernet, search=search.state_dict(), epoch=epoch + 1, metrics=rows, fingerprint=fingerprint,
-            search_seconds=search_seconds + time.perf_counter() - started, rng=rng_states()))
-    bar.close()
-    search_seconds += time.perf_counter() - started
-    summary = _finish(config, splits, search, out_dir, rows, search_seconds, device)
-    resume_path.unlink(missing_ok=True)
+    task = _SearchTask(search, config, splits, steps_per_epoch)
+    fingerprint = _fingerprint(config, target_mflops, None if init_from is None else str(init_from))
+    loop = RunLoop(out_dir, supernet, fingerprint, epochs=settings["epochs"], steps_per_epoch=steps_per_epoch,
+                   checkpoint_every=settings["checkpoint_every_steps"], log_every=1,
+                   metric_fields=["step", "epoch", *(f.name for f in fields(StepRecord))],
+                   description=f"dsnas {target_mflops:g} MFLOPs", progress=progress)
+    loop.resume(task)
+    loop.run(task, on_step)
+    search_seconds = loop.wall_seconds
+    summary, evaluation_seconds = _finish(config, splits, search, out_dir, device)
+    loop.finish({"wall_seconds": round(search_seconds + evaluation_seconds, 3),
+                 "search_seconds": round(search_seconds, 3), "evaluation_seconds": round(evaluation_seconds, 3)})
     return summary
 
 
-def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path, rows: list[dict[str, Any]],
-            search_seconds: float, device: torch.device) -> dict[str, Any]:
-    """Derive the argmax child, save the supernet, evaluate the child (no retraining), write the outputs."""
+def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path,
+            device: torch.device) -> tuple[dict[str, Any], float]:
+    """Derive the argmax child, save the supernet, evaluate the child (no retraining), write the outputs.
+
+    Returns the summary and the evaluation's wall-clock seconds (kept out of the summary).
+    """
     child = search.child()
     cost = count(search.space, child)
     save_checkpoint(out_dir / "supernet.pt", supernet_state(
@@ -448,9 +449,8 @@ def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path, rows: 
     summary = {
         "method": "dsnas", "target_mflops": search.target_mflops, "mflops": cost.mflops,
         "params_m": cost.params_m, "top1_search": results["search"].top1, "top1_test": results["test"].top1,
-        "wall_seconds": search_seconds + evaluation_seconds, "search_seconds": search_seconds,
-        "evaluation_seconds": evaluation_seconds,
         "images_processed": search.step_count * search.settings["batch_size"],
+        "subnet_images_trained": search.step_count * search.settings["batch_size"],
         "evaluation_images": sum(r.images + calibration_images for r in results.values()),
         "steps": search.step_count, "warmup_steps": search.warmup_steps, "init": search.settings["init"],
         "child": child.to_dict(),
@@ -459,6 +459,5 @@ def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path, rows: 
         "decisions": decisions,
     }
     write_json(out_dir / "child.json", {**child.to_dict(), "mflops": cost.mflops, "params_m": cost.params_m})
-    write_csv(out_dir / "metrics.csv", rows, fieldnames=list(METRIC_FIELDS))
     write_json(out_dir / "summary.json", summary)
-    return summary
+    return summary, evaluation_seconds

@@ -65,12 +65,12 @@ class MethodResult:
     label: str
     models: list[ModelRow]
     hypervolume: float
-    wall_seconds: float
-    images: float
+    subnet_images_trained: float
+    images_evaluated: float
 
     @property
-    def compute_per_model_s(self) -> float:
-        return self.wall_seconds / max(len(self.models), 1)
+    def subnet_images_per_model(self) -> float:
+        return self.subnet_images_trained / max(len(self.models), 1)
 
 
 def method_label(config: dict[str, Any], method: str) -> str:
@@ -84,41 +84,39 @@ def method_label(config: dict[str, Any], method: str) -> str:
     return f"AttentiveNAS {settings['mode']}-{settings['k']} ({settings['estimator']})"
 
 
-def _compute(summary_path: Path) -> tuple[float, float]:
-    if not summary_path.is_file():
-        return 0.0, 0.0
-    summary = read_json(summary_path)
-    return float(summary.get("wall_seconds", summary.get("seconds", 0.0))), float(summary.get("images_processed", 0))
+def _compute(summary_path: Path, field: str) -> float:
+    """A deterministic compute count from a stage's summary (wall-clock time lives in timings.json)."""
+    return float(read_json(summary_path)[field]) if summary_path.is_file() else 0.0
 
 
 def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
     """Every method's chosen models (test-evaluated), hypervolume and compute, DSNAS last."""
     layout = ResultsLayout(Path(results_dir))
     space = SearchSpace.load(config["space"])
-    warmup_s, warmup_images = _compute(layout.root / "warmup" / "summary.json")
+    warmup = _compute(layout.root / "warmup" / "summary.json", "subnet_images_trained")
     results = []
     for method in config["methods"]:
         label = method_label(config, method)
         models = [ModelRow(method, label, row["name"], float(row["target"]), float(row["mflops"]),
                            float(row["params_m"]), float(row["top1_search"]), float(row["top1_test"]))
                   for row in read_csv(layout.method("search", method) / "chosen.csv")]
-        train_s, train_images = _compute(layout.method("supernet", method) / "summary.json")
-        search_s, _ = _compute(layout.method("search", method) / "summary.json")
-        results.append(MethodResult(method, label, models, _hypervolume(space, models),
-                                    warmup_s + train_s + search_s, warmup_images + train_images))
+        trained = _compute(layout.method("supernet", method) / "summary.json", "subnet_images_trained")
+        evaluated = _compute(layout.method("search", method) / "summary.json", "images_processed")
+        results.append(MethodResult(method, label, models, _hypervolume(space, models), warmup + trained,
+                                    evaluated))
     if config["dsnas"]["enabled"] and config["dsnas"]["targets_mflops"]:
-        models, wall, images = [], 0.0, 0.0
+        models, trained, evaluated = [], 0.0, 0.0
         for target in config["dsnas"]["targets_mflops"]:
             summary = read_json(layout.dsnas(target) / "summary.json")
             models.append(ModelRow(DSNAS, method_label(config, DSNAS), f"t{target_label(target)}", float(target),
                                    float(summary["mflops"]), float(summary["params_m"]),
                                    float(summary["top1_search"]), float(summary["top1_test"])))
-            wall += float(summary["wall_seconds"])
-            images += float(summary["images_processed"])
+            trained += float(summary["subnet_images_trained"])
+            evaluated += float(summary["evaluation_images"])
         if config["dsnas"]["init"] == "warmup":
-            wall, images = wall + warmup_s, images + warmup_images
+            trained += warmup
         results.append(MethodResult(DSNAS, method_label(config, DSNAS), models, _hypervolume(space, models),
-                                    wall, images))
+                                    trained, evaluated))
     return results
 
 
@@ -130,7 +128,8 @@ def _hypervolume(space: SearchSpace, models: Sequence[ModelRow]) -> float:
 # -- the paper table ----------------------------------------------------------------------------
 
 TABLE_COLUMNS = ["method", "label", "model", "target_mflops", "mflops", "params_m", "top1_search", "top1_test",
-                 "method_hypervolume", "method_wall_seconds", "method_images", "wall_seconds_per_model"]
+                 "method_hypervolume", "method_subnet_images_trained", "method_images_evaluated",
+                 "subnet_images_trained_per_model"]
 
 
 def table_rows(results: Sequence[MethodResult]) -> list[dict[str, Any]]:
@@ -141,9 +140,9 @@ def table_rows(results: Sequence[MethodResult]) -> list[dict[str, Any]]:
                          "target_mflops": m.target_mflops, "mflops": round(m.mflops, 4),
                          "params_m": round(m.params_m, 4), "top1_search": round(m.top1_search, 2),
                          "top1_test": round(m.top1_test, 2), "method_hypervolume": round(result.hypervolume, 5),
-                         "method_wall_seconds": round(result.wall_seconds, 1),
-                         "method_images": int(result.images),
-                         "wall_seconds_per_model": round(result.compute_per_model_s, 1)})
+                         "method_subnet_images_trained": int(result.subnet_images_trained),
+                         "method_images_evaluated": int(result.images_evaluated),
+                         "subnet_images_trained_per_model": round(result.subnet_images_per_model, 1)})
     return rows
 
 
@@ -151,14 +150,16 @@ def markdown_table(results: Sequence[MethodResult], space: SearchSpace) -> str:
     low, high = space.hypervolume_window
     lines = [f"# Pareto table: space `{space.name}`", "",
              f"Hypervolume: top-1 (test) up, MFLOPs down, inside {low:g} to {high:g} MFLOPs above "
-             f"{space.hypervolume_top1_floor:g}% top-1, normalised to that box. Compute: wall seconds of the "
-             "stages that produced the models (two-stage: shared warm-up + training + search; DSNAS: its runs, "
-             "plus the warm-up when it starts from it).",
-             "", "| method | hypervolume | models | compute (s) | s per model | images trained |",
+             f"{space.hypervolume_top1_floor:g}% top-1, normalised to that box. Compute: subnet-images "
+             "trained (images x subnets trained per step) by the stages that produced the models (two-stage: "
+             "shared warm-up + training; DSNAS: its runs, plus the warm-up when it starts from it), and images "
+             "evaluated (two-stage: the search; DSNAS: the child's evaluation). Wall-clock times are in each "
+             "stage's timings.json.",
+             "", "| method | hypervolume | models | subnet-images trained | per model | images evaluated |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r.label} | {r.hypervolume:.4f} | {len(r.models)} | {r.wall_seconds:.0f} | "
-                     f"{r.compute_per_model_s:.0f} | {r.images:,.0f} |")
+        lines.append(f"| {r.label} | {r.hypervolume:.4f} | {len(r.models)} | {r.subnet_images_trained:,.0f} | "
+                     f"{r.subnet_images_per_model:,.0f} | {r.images_evaluated:,.0f} |")
     lines += ["", "| method | model | target MFLOPs | MFLOPs | params (M) | top-1 search (%) | top-1 test (%) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -176,13 +177,13 @@ def _latex_escape(text: str) -> str:
 
 def latex_table(results: Sequence[MethodResult]) -> str:
     lines = [r"\begin{tabular}{llrrrrr}", r"\toprule",
-             r"Method & Model & MFLOPs & Params (M) & Top-1 (\%) & HV & Compute (s) \\", r"\midrule"]
+             r"Method & Model & MFLOPs & Params (M) & Top-1 (\%) & HV & Subnet-images trained \\", r"\midrule"]
     for i, r in enumerate(results):
         if i:
             lines.append(r"\midrule")
         for j, m in enumerate(r.models):
             method = _latex_escape(r.label) if j == 0 else ""
-            extra = f"{r.hypervolume:.4f} & {r.wall_seconds:.0f}" if j == 0 else " & "
+            extra = f"{r.hypervolume:.4f} & {r.subnet_images_trained:.0f}" if j == 0 else " & "
             lines.append(f"{method} & {_latex_escape(m.model)} & {m.mflops:.3f} & {m.params_m:.3f} & "
                          f"{m.top1_test:.2f} & {extra} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -199,8 +200,8 @@ def write_pareto_table(config: dict[str, Any], results_dir: str | Path) -> list[
     write_json(paper / "metrics.json", {
         r.method: {"hypervolume": round(r.hypervolume, 5),
                    "best_top1_test": round(max((m.top1_test for m in r.models), default=0.0), 2),
-                   "models": len(r.models), "wall_seconds": round(r.wall_seconds, 1),
-                   "wall_seconds_per_model": round(r.compute_per_model_s, 1)} for r in results})
+                   "models": len(r.models), "subnet_images_trained": int(r.subnet_images_trained),
+                   "images_evaluated": int(r.images_evaluated)} for r in results})
     return results
 
 

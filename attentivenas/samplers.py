@@ -318,10 +318,13 @@ class AttentiveSampler:
                 "overhead_seconds": self.overhead_seconds, "estimator_seconds": self.estimator_seconds}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.getstate()}
+        """The RNG and the draw counts, so a resumed run's stats equal an uninterrupted one's."""
+        return {"rng": self.rng.getstate(),
+                "counts": [self.candidates_drawn, self.candidates_in_bin, self.tries]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.setstate(state["rng"])
+        self.candidates_drawn, self.candidates_in_bin, self.tries = state["counts"]
 
 
 Sampler = UniformSampler | AttentiveSampler

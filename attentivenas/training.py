@@ -2,10 +2,9 @@
 
 Each step trains the max subnet on the labels (with dropout and drop-connect), then the sampler's
 middle subnets and the min subnet on the max subnet's softened predictions; their gradients add up
-and one clipped SGD step follows. A run is resumable to the bit on CPU: the checkpoint holds the
-optimizer, scheduler, sampler and RNG states and the position in the epoch's data order, which is a
-function of (seed, epoch) alone. With `data.num_workers` > 0 the order is still exact but the
-augmentation drawn inside loader workers is not.
+and one clipped SGD step follows. The loop around the steps (progress, logs, exact resume, NaN guard)
+is `attentivenas.run_loop`'s. With `data.num_workers` > 0 the data order still resumes exactly but the
+augmentation drawn inside loader workers does not.
 
 Under torchrun every rank draws the same subnets (same seeds, scores averaged over ranks), trains on
 its shard of each global batch, and DistributedDataParallel averages the summed gradients once, in
@@ -18,9 +17,7 @@ import contextlib
 import hashlib
 import math
 import os
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +28,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Sampler
-from tqdm import tqdm
 
 from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
 from attentivenas.config import training_settings
@@ -40,22 +35,21 @@ from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
 from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import mflops
-from attentivenas.io import write_csv, write_json
+from attentivenas.io import write_json
+from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.predictor import load_predictor
+from attentivenas.run_loop import EpochOrder, RunLoop, check_finite
 from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
 from attentivenas.samplers import Sampler as SubnetSampler
 from attentivenas.space import SearchSpace, Subnet
 from attentivenas.supernet import Supernet
 
-RESUME_FILE = "resume.pt"
 FINAL_FILE = "supernet.pt"
-METRICS_FILE = "metrics.csv"
-EPOCHS_FILE = "epochs.csv"
 SUMMARY_FILE = "summary.json"
 FLOPS_TABLE_FILE = "flops_table.csv"
 FLOPS_HISTOGRAM_FILE = "flops_histogram.csv"
-METRICS_FIELDS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_mid", "mflops_mid", "images_per_s"]
+METRICS_FIELDS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_mid", "mflops_mid"]
 EPOCHS_FIELDS = ["epoch", "top1_max", "top1_min", "loss_max", "loss_min"]
 
 
@@ -63,33 +57,7 @@ class TrainingSetupError(UserInputError):
     """A training run cannot start: unknown run, missing file or flag, settings that do not fit."""
 
 
-class TrainingDivergedError(UserInputError):
-    """A loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
 # ---------------------------------------------------------------- the recipe
-
-def lr_factor(iteration: int, warmup_iterations: int, total_iterations: int) -> float:
-    """Multiplier of the peak LR: linear warm-up to 1, then a cosine down to 0 at `total_iterations`."""
-    if iteration < warmup_iterations:
-        return (iteration + 1) / warmup_iterations
-    progress = (iteration - warmup_iterations) / max(total_iterations - warmup_iterations, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two SGD groups: decayed weights, and BN parameters plus all biases without weight decay."""
-    no_decay = set()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            no_decay.update(id(p) for p in module.parameters(recurse=False))
-    for name, parameter in model.named_parameters():
-        if name.endswith("bias"):
-            no_decay.add(id(parameter))
-    parameters = list(model.parameters())
-    return [{"params": [p for p in parameters if id(p) not in no_decay], "weight_decay": weight_decay},
-            {"params": [p for p in parameters if id(p) in no_decay], "weight_decay": 0.0}]
-
 
 def set_bn_momentum(model: nn.Module, momentum: float) -> None:
     """0 keeps the running statistics unchanged: BN normalizes with batch statistics only."""
@@ -98,21 +66,11 @@ def set_bn_momentum(model: nn.Module, momentum: float) -> None:
             module.momentum = momentum
 
 
-def peak_lr(settings: dict[str, Any]) -> float:
-    return settings["lr"] * settings["batch_size"] / 256
-
-
-def build_optimizer(supernet: nn.Module, settings: dict[str, Any]) -> torch.optim.SGD:
-    nesterov = settings["nesterov"] and settings["momentum"] > 0
-    return torch.optim.SGD(parameter_groups(supernet, settings["weight_decay"]), lr=peak_lr(settings),
-                           momentum=settings["momentum"], nesterov=nesterov)
-
-
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any],
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     total = settings["epochs"] * steps_per_epoch
-    warmup = min(round(settings["warmup_epochs"] * steps_per_epoch), total)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, warmup, total))
+    return warmup_cosine(optimizer, total, round(settings["warmup_epochs"] * steps_per_epoch),
+                         settings["warmup_start_factor"])
 
 
 # ---------------------------------------------------------------- the sandwich step
@@ -126,16 +84,8 @@ class StepLosses:
 
 
 def _check_finite(loss: torch.Tensor, step: int, subnet: Subnet, role: str) -> float:
-    value = loss.detach()
-    finite = torch.isfinite(value).to(torch.float32)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    if not finite.item():
-        raise TrainingDivergedError(
-            f"training diverged at step {step}: the {role} subnet's loss is {value.item()} "
-            f"(subnet {subnet.to_json()}); lower config key 'training.lr' or set 'training.grad_clip_value'. "
-            "The last good checkpoint is kept; delete it to restart from scratch")
-    return value.item()
+    return check_finite(loss, step, subnet, role, "lower config key 'training.lr' or set "
+                        "'training.grad_clip_value'")
 
 
 def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
@@ -188,31 +138,6 @@ def sandwich_step(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, 
 
 # ---------------------------------------------------------------- data order and processes
 
-class EpochOrder(Sampler[int]):
-    """This rank's share of an epoch's shuffled order, from batch `start` on.
-
-    The permutation depends on (seed, epoch) only, so a resumed run skips the consumed batches
-    without loading them. Global batch i is `batch_size * world_size` consecutive indices of the
-    permutation; rank r takes its r-th slice.
-    """
-
-    def __init__(self, num_items: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int,
-                 start: int, stop: int):
-        self.num_items, self.batch_size, self.world_size, self.rank = num_items, batch_size, world_size, rank
-        self.seed, self.epoch, self.start, self.stop = seed, epoch, start, stop
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_items, generator=generator)
-        global_batch = self.batch_size * self.world_size
-        for batch in range(self.start, self.stop):
-            first = batch * global_batch + self.rank * self.batch_size
-            yield from order[first: first + self.batch_size].tolist()
-
-    def __len__(self) -> int:
-        return (self.stop - self.start) * self.batch_size
-
-
 @dataclass(frozen=True)
 class Processes:
     """This process's place among the torchrun ranks (rank 0 of 1 when not under torchrun)."""
@@ -262,21 +187,6 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 # ---------------------------------------------------------------- the run
 
 def check_run(config: dict[str, Any], run: str, init_from: str | Path | None = None,
@@ -314,7 +224,6 @@ class Trainer:
         self.settings = check_run(config, run, init_from, predictor_path)
         self.config, self.run, self.out_dir = config, run, Path(out_dir)
         self.processes, self.device = start_processes(resolve_device(config["device"]))
-        self.progress = progress and self.processes.writes_files
         settings = self.settings
         if settings["batch_size"] % self.processes.world_size:
             raise TrainingSetupError(f"config key 'training.batch_size' = {settings['batch_size']} (the "
@@ -352,12 +261,17 @@ class Trainer:
         self.evaluator = (evaluator_from_config(config, self.splits, "search", self.device,
                                                 max_images=settings["validate_images"])
                           if validates else None)
-        self.step = 0
-        self.epochs_done = 0
-        self.metrics: list[dict[str, Any]] = []
-        self.epoch_rows: list[dict[str, Any]] = []
-        self.previous_seconds = 0.0
-        self.resumed = self._resume()
+        self.loop = RunLoop(self.out_dir, self.supernet, self._identity(), epochs=settings["epochs"],
+                            steps_per_epoch=self.steps_per_epoch,
+                            checkpoint_every=settings["checkpoint_every_steps"],
+                            log_every=settings["log_every_steps"], metric_fields=METRICS_FIELDS,
+                            epoch_fields=EPOCHS_FIELDS, description=f"train {run}",
+                            progress=progress, writes_files=self.processes.writes_files)
+        self.resumed = self.loop.resume(self)
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
 
     # -- files
 
@@ -381,48 +295,38 @@ class Trainer:
                 "sampler": self.sampler.describe(), "world_size": self.processes.world_size,
                 "data": self.config["data"]}
 
-    def _resume(self) -> bool:
-        path = self.path(RESUME_FILE)
-        if not path.is_file():
-            return False
-        state = load_checkpoint(path, self.space)
-        if state.get("identity") != self._identity():
-            raise TrainingSetupError(f"{path} was written by a different run or config (run, seed, data, "
-                                     "training or sampler settings, process count); delete it to start over")
-        self.supernet.load_state_dict(state["supernet"])
+    # -- the task the run loop steps
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
-        restore_rng_states(state["rng"])
-        self.step, self.epochs_done = state["step"], state["epochs_done"]
-        self.metrics, self.epoch_rows = state["metrics"], state["epoch_rows"]
-        self.previous_seconds = state["wall_seconds"]
-        return True
 
-    def _save_resume(self, started: float) -> None:
-        if not self.processes.writes_files:
-            return
-        state = supernet_state(self.supernet, identity=self._identity(),
-                               optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                               sampler=self.sampler.state_dict(),
-                               rng=rng_states(), step=self.step, epochs_done=self.epochs_done,
-                               metrics=self.metrics, epoch_rows=self.epoch_rows,
-                               wall_seconds=self.previous_seconds + time.perf_counter() - started)
-        save_checkpoint(self.path(RESUME_FILE), state)
-        self._write_logs()
-
-    def _write_logs(self) -> None:
-        write_csv(self.path(METRICS_FILE), self.metrics, METRICS_FIELDS)
-        write_csv(self.path(EPOCHS_FILE), self.epoch_rows, EPOCHS_FIELDS)
-
-    # -- training
-
-    def _loader(self, epoch: int, start: int):
+    def batches(self, epoch: int, start: int):
+        self.supernet.train()
         order = EpochOrder(len(self.splits.train), self.local_batch, self.processes.world_size,
                            self.processes.rank, self.config["seed"], epoch, start, self.steps_per_epoch)
         return make_loader(self.splits.train, self.local_batch, shuffle=False,
                            seed=self.config["seed"] + epoch, drop_last=True,
                            num_workers=self.config["data"]["num_workers"], sampler=order)
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, Any]:
+        images, labels = (tensor.to(self.device) for tensor in batch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        losses = sandwich_step(self.model, self.supernet, self.sampler, images, labels, self.settings,
+                               self.optimizer, self.scheduler, step)
+        mid = losses.loss_mid
+        mid_mflops = [mflops(self.space, s) for s in losses.subnets_mid]
+        return {"lr": f"{lr:.6g}", "loss_max": round(losses.loss_max, 6), "loss_min": round(losses.loss_min, 6),
+                "loss_mid": round(float(np.mean(mid)), 6) if mid else "",
+                "mflops_mid": round(float(np.mean(mid_mflops)), 4) if mid else ""}
+
+    def end_epoch(self, epoch: int) -> dict[str, Any] | None:
+        return None if self.evaluator is None else self.validate(epoch)
 
     def validate(self, epoch: int) -> dict[str, Any]:
         space = self.space
@@ -431,75 +335,39 @@ class Trainer:
         return {"epoch": epoch, "top1_max": round(maximum.top1, 4), "top1_min": round(minimum.top1, 4),
                 "loss_max": round(maximum.loss, 6), "loss_min": round(minimum.loss, 6)}
 
-    def _log_row(self, epoch: int, losses: StepLosses, lr: float, images_per_s: float) -> dict[str, Any]:
-        mid = losses.loss_mid
-        mid_mflops = [mflops(self.space, s) for s in losses.subnets_mid]
-        return {"step": self.step, "epoch": epoch, "lr": f"{lr:.6g}", "loss_max": round(losses.loss_max, 6),
-                "loss_min": round(losses.loss_min, 6),
-                "loss_mid": round(float(np.mean(mid)), 6) if mid else "",
-                "mflops_mid": round(float(np.mean(mid_mflops)), 4) if mid else "",
-                "images_per_s": round(images_per_s, 2)}
+    # -- the run
 
     def fit(self, on_step: Callable[[Trainer, int], None] | None = None) -> dict[str, Any]:
         """Train to the end (or on from the resume file); `on_step(trainer, step)` follows every step."""
-        settings = self.settings
-        started = time.perf_counter()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.run}", unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
-        interval_start, interval_images = time.perf_counter(), 0
-        for epoch in range(self.epochs_done, settings["epochs"]):
-            self.supernet.train()
-            start = self.step - epoch * self.steps_per_epoch
-            for images, labels in self._loader(epoch, start):
-                images, labels = images.to(self.device), labels.to(self.device)
-                lr = self.optimizer.param_groups[0]["lr"]
-                losses = sandwich_step(self.model, self.supernet, self.sampler, images, labels, settings,
-                                       self.optimizer, self.scheduler, self.step + 1)
-                self.step += 1
-                interval_images += settings["batch_size"]
-                if self.step % settings["log_every_steps"] == 0 or self.step == self.total_steps:
-                    elapsed = time.perf_counter() - interval_start
-                    rate = interval_images / max(elapsed, 1e-9)
-                    self.metrics.append(self._log_row(epoch, losses, lr, rate))
-                    interval_start, interval_images = time.perf_counter(), 0
-                    bar.set_postfix(loss_max=f"{losses.loss_max:.3f}", loss_min=f"{losses.loss_min:.3f}")
-                bar.update()
-                if self.step % settings["checkpoint_every_steps"] == 0:
-                    self._save_resume(started)
-                if on_step is not None:
-                    on_step(self, self.step)
-            if self.evaluator is not None:
-                self.epoch_rows.append(self.validate(epoch))
-                bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {v}" for k, v in self.epoch_rows[-1].items()
-                                                         if k != "epoch"))
-            if self.processes.distributed:
-                dist.barrier()
-            self.epochs_done = epoch + 1
-            self._save_resume(started)
-        bar.close()
-        return self._finish(started)
+        self.loop.run(self, None if on_step is None else lambda step: on_step(self, step))
+        return self._finish()
 
-    def _finish(self, started: float) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any]:
         digest = weights_digest(self.supernet)
         digests = [digest]
         if self.processes.distributed:
             digests = [None] * self.processes.world_size
             dist.all_gather_object(digests, digest)
-        final = self.epoch_rows[-1] if self.epoch_rows else {}
-        summary = {"run": self.run, "sampler": self.sampler.describe(), "sampler_stats": self.sampler.stats(),
+        final = self.loop.epoch_rows[-1] if self.loop.epoch_rows else {}
+        images = self.step * self.settings["batch_size"]
+        stats = self.sampler.stats()
+        counts = {key: value for key, value in stats.items() if not key.endswith("_seconds")}
+        sampler_seconds = {f"sampler_{key}": value for key, value in stats.items() if key.endswith("_seconds")}
+        summary = {"run": self.run, "sampler": self.sampler.describe(), "sampler_stats": counts,
                    "epochs": self.settings["epochs"], "steps": self.step,
-                   "steps_per_epoch": self.steps_per_epoch,
-                   "images_processed": self.step * self.settings["batch_size"],
-                   "wall_seconds": round(self.previous_seconds + time.perf_counter() - started, 3),
+                   "steps_per_epoch": self.steps_per_epoch, "images_processed": images,
+                   "subnet_images_trained": images * self.settings["num_arch_training"],
                    "processes": self.processes.world_size, "device": str(self.device),
                    "top1_max": final.get("top1_max"), "top1_min": final.get("top1_min"),
                    "validation_split": "search", "weights_sha256": digests}
+        seconds = self.loop.wall_seconds
         if self.processes.writes_files:
-            self._write_logs()
             write_json(self.path(SUMMARY_FILE), summary)
             save_checkpoint(self.path(FINAL_FILE),
                             supernet_state(self.supernet, run=self.run, complete=True, settings=self.settings,
                                            sampler=self.sampler.describe(), summary=summary))
+        self.loop.finish({"wall_seconds": round(seconds, 3), "images_per_s": round(images / max(seconds, 1e-9), 2),
+                          **sampler_seconds})
         if self.processes.distributed:
             dist.barrier()
         return summary

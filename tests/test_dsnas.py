@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import attentivenas.dsnas as dsnas_module
 from attentivenas.__main__ import main
 from attentivenas.checkpoint import load_checkpoint, load_supernet
 from attentivenas.config import validate_config
@@ -24,6 +23,7 @@ from attentivenas.dsnas import (
 )
 from attentivenas.flops import count, mflops
 from attentivenas.io import read_csv, read_json
+from attentivenas.run_loop import RunSetupError
 from attentivenas.space import SearchSpace
 from attentivenas.supernet import Supernet
 
@@ -218,7 +218,7 @@ def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_r
     cost = count(space, child)
     assert read_json(out / "child.json")["mflops"] == pytest.approx(cost.mflops) == summary["mflops"]
     assert 0 <= summary["top1_test"] <= 100 and 0 <= summary["top1_search"] <= 100
-    assert summary["wall_seconds"] > 0 and not (out / "resume.pt").exists()
+    assert read_json(out / "timings.json")["wall_seconds"] > 0 and not (out / "resume.pt").exists()
 
     trained = load_supernet(out / "supernet.pt", space)
     torch.manual_seed(config["seed"])
@@ -230,21 +230,17 @@ def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_r
     trained.extract(child)
 
 
-def test_interrupted_run_resumes_exactly(finished_run, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_exactly(finished_run, tmp_path):
     config, reference, summary = finished_run
-    real_save = dsnas_module.save_checkpoint
 
-    def save_then_crash(path, state):
-        real_save(path, state)
-        if path.name == dsnas_module.RESUME_FILE:
+    def crash_after_step_4(step):
+        if step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dsnas_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        run_dsnas(config, TARGET, tmp_path, progress=False)
-    assert load_checkpoint(tmp_path / "resume.pt")["epoch"] == 1
-    monkeypatch.setattr(dsnas_module, "save_checkpoint", real_save)
-    with pytest.raises(DSNASError, match="resume.pt"):
+        run_dsnas(config, TARGET, tmp_path, progress=False, on_step=crash_after_step_4)
+    assert load_checkpoint(tmp_path / "resume.pt")["step"] == 3
+    with pytest.raises(RunSetupError, match="resume.pt"):
         run_dsnas(config, TARGET + 0.5, tmp_path, progress=False)
 
     resumed = run_dsnas(config, TARGET, tmp_path, progress=False)

@@ -25,14 +25,14 @@ def results(tmp_path, tiny_config_dict):
     config = validate_config({**tiny_config_dict, "results_dir": str(tmp_path), "methods": METHODS,
                               "training": {"init": "warmup"},
                               "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})
-    write_json(tmp_path / "warmup" / "summary.json", {"wall_seconds": 100.0, "images_processed": 1000})
+    write_json(tmp_path / "warmup" / "summary.json", {"subnet_images_trained": 1000})
     for i, (method, models) in enumerate(CHOSEN.items()):
         write_csv(tmp_path / "search" / method / "chosen.csv",
                   [{"name": f"a{j}", "target": t, "subnet": "{}", "mflops": m, "params_m": 0.1, "top1_search": top1,
                     "top1_test": top1} for j, (t, m, top1) in enumerate(models)])
-        write_json(tmp_path / "search" / method / "summary.json", {"wall_seconds": 10.0})
+        write_json(tmp_path / "search" / method / "summary.json", {"images_processed": 10})
         write_json(tmp_path / "supernet" / method / "summary.json",
-                   {"wall_seconds": 50.0 + i, "images_processed": 2000})
+                   {"subnet_images_trained": 2000 + i})
         write_csv(tmp_path / "search" / method / "evaluated.csv",
                   [{"generation": k // 8, "mflops": 0.5 + k / 4, "top1_search": 60 + k + i} for k in range(12)])
         write_csv(tmp_path / "supernet" / method / "epochs.csv",
@@ -40,7 +40,7 @@ def results(tmp_path, tiny_config_dict):
     for target, top1 in ((1.0, 70.0), (2.5, 73.0)):
         write_json(tmp_path / "dsnas" / f"{target:g}" / "summary.json",
                    {"mflops": target * 0.9, "params_m": 0.2, "top1_search": top1, "top1_test": top1,
-                    "wall_seconds": 30.0, "images_processed": 500})
+                    "subnet_images_trained": 500, "evaluation_images": 30})
     write_csv(tmp_path / "predictor" / "predictions.csv",
               [{"mflops": k, "true": 60 + k, "predicted": 61 + k % 3} for k in range(8)])
     return config, tmp_path
@@ -50,10 +50,11 @@ def test_collect_reads_every_method_and_counts_compute(results):
     config, root = results
     collected = {r.method: r for r in reporting.collect(config, root)}
     assert list(collected) == [*METHODS, "dsnas"]
-    assert collected["bignas"].wall_seconds == 100 + 50 + 10
-    assert collected["bignas"].images == 1000 + 2000
-    assert collected["dsnas"].wall_seconds == 100 + 2 * 30, "DSNAS starting from the warm-up pays for it"
-    assert collected["dsnas"].compute_per_model_s == 80
+    assert collected["bignas"].subnet_images_trained == 1000 + 2000
+    assert collected["bestup_loss"].subnet_images_trained == 1000 + 2001
+    assert collected["bignas"].images_evaluated == 10
+    assert collected["dsnas"].subnet_images_trained == 1000 + 2 * 500, "DSNAS from the warm-up pays for it"
+    assert collected["dsnas"].subnet_images_per_model == 1000 and collected["dsnas"].images_evaluated == 60
     assert collected["bestup_predictor"].label == "BestUp & predictor"
     assert collected["bestup_loss"].label == "AttentiveNAS bestup-3 (loss)"
 

@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"dsnas target {summary['target_mflops']:g} MFLOPs: child {summary['mflops']:.3f} MFLOPs, "
           f"{summary['params_m']:.4f} M params, top-1 {summary['top1_test']:.2f}% (test), "
           f"{summary['top1_search']:.2f}% (search); {summary['steps']} steps, "
-          f"{summary['images_processed']} images, {summary['wall_seconds']:.1f} s")
+          f"{summary['images_processed']} images")
     return 0

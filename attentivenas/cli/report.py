@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "table":
         results = reporting.write_pareto_table(config, results_dir)
         for r in results:
-            print(f"{r.label}: hypervolume {r.hypervolume:.4f}, {len(r.models)} models, {r.wall_seconds:.0f} s")
+            print(f"{r.label}: hypervolume {r.hypervolume:.4f}, {len(r.models)} models, "
+                  f"{r.subnet_images_trained:,.0f} subnet-images trained")
     elif args.what == "figures":
         reporting.write_figures(config, results_dir)
     else:

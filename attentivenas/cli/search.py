@@ -19,6 +19,7 @@ from attentivenas.export import export_subnet
 from attentivenas.flops import flops_range
 from attentivenas.io import write_csv, write_json
 from attentivenas.predictor import load_predictor
+from attentivenas.run_loop import TIMINGS_FILE
 from attentivenas.search import (
     EvolutionarySearch,
     candidate_row,
@@ -100,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
         "evaluated": len(candidates), "generations": max(c.generation for c in candidates),
         "front_size": len(front), "chosen_distinct": len(tested),
         "predictor_prefilter": predictor is not None,
-        "calibration_seconds": search_evaluator.calibration_seconds + test_evaluator.calibration_seconds,
-        "measure_seconds": search_evaluator.measure_seconds + test_evaluator.measure_seconds,
-        "images_processed": search_evaluator.images_processed + test_evaluator.images_processed,
-        "wall_seconds": time.perf_counter() - start})
+        "images_processed": search_evaluator.images_processed + test_evaluator.images_processed})
+    write_json(out_dir / TIMINGS_FILE, {
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "calibration_seconds": round(search_evaluator.calibration_seconds + test_evaluator.calibration_seconds, 3),
+        "measure_seconds": round(search_evaluator.measure_seconds + test_evaluator.measure_seconds, 3)})
     print(f"{len(candidates)} subnets evaluated, front of {len(front)}; hypervolume (normalized) "
           f"search front {front_hv.normalized:.4f}, chosen on test {chosen_hv.normalized:.4f} -> {out_dir}")
     for row in rows:

@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop_processes()
     if int(os.environ.get("RANK", 0)) == 0:
-        print(f"{args.run}: {summary['steps']} steps, {summary['wall_seconds']:.1f} s; search-split top-1 "
+        print(f"{args.run}: {summary['steps']} steps, search-split top-1 "
               f"max {summary['top1_max']}, min {summary['top1_min']}; files in {args.out_dir}")
     return 0
