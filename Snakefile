@@ -1,15 +1,29 @@
 # AttentiveNAS end to end: data -> warm-up + predictor -> supernet per method -> search -> paper.
 #   snakemake --cores all pareto_table                       (default config: config/config.yaml)
 #   snakemake --cores all pareto_table --configfile config/tiny.yaml
-# The config is validated against attentivenas/config_schema.yaml before any job runs.
-from attentivenas.config import training_settings
-from attentivenas.pipeline import method_needs, resolve_config, target_label
+# The config is validated against attentivenas/config_schema.yaml before any job runs. Paths come
+# from attentivenas.layout; each job's `settings` parameter (attentivenas.stages) is all it reads.
+from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
+from attentivenas.pipeline import method_needs, resolve_config
+from attentivenas.stages import stage_settings_json
 
-config, CONFIG_FILE = resolve_config(config, workflow.overwrite_configfiles)
-R = config["results_dir"]
+config = resolve_config(config, workflow.overwrite_configfiles)
+LAYOUT = ResultsLayout(config["results_dir"])
 METHODS = list(config["methods"])
-DSNAS_TARGETS = [target_label(t) for t in config["dsnas"]["targets_mflops"]] if config["dsnas"]["enabled"] else []
+DSNAS_TARGETS = (
+    [target_label(t) for t in config["dsnas"]["targets_mflops"]]
+    if config["dsnas"]["enabled"]
+    else []
+)
+FORMATS = config["report"]["formats"]
 TRAIN_MEM_MB = 4000
+
+
+def settings(stage):
+    """A rule's `settings` parameter: its stage's settings, per method where the rule has one."""
+    if stage == "train_supernet":
+        return lambda wildcards: stage_settings_json(config, stage, wildcards.method)
+    return stage_settings_json(config, stage)
 
 
 wildcard_constraints:

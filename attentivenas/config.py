@@ -113,10 +113,35 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
-    """The training recipe of a run (`warmup` or a method name): `training` overlaid with its overrides."""
+    """The training recipe of a run (`warmup` or a method name): `training` overlaid with its overrides.
+
+    A stage's settings (attentivenas.stages) carry the recipe already resolved, without overrides."""
     if run == "warmup":
-        return merge(config["training"], config["warmup"])
-    if run not in config["methods"]:
-        raise ConfigError(f"unknown method {run!r}: config key 'methods' defines "
+        return merge(config["training"], config.get("warmup", {}))
+    return merge(config["training"], _method(config, run).get("training", {}))
+
+
+def _method(config: dict[str, Any], method: str) -> dict[str, Any]:
+    if method not in config["methods"]:
+        raise ConfigError(f"unknown method {method!r}: config key 'methods' defines "
                           f"{', '.join(config['methods']) or 'none'}")
-    return merge(config["training"], config["methods"][run].get("training", {}))
+    return config["methods"][method]
+
+
+def method_spec(config: dict[str, Any], method: str) -> dict[str, Any]:
+    """The keys of a method entry its training reads: the sampler, and for the attentive one its mode,
+    k and estimator (a uniform method ignores them)."""
+    entry = _method(config, method)
+    if entry["sampler"] == "uniform":
+        return {"sampler": "uniform"}
+    return {key: entry[key] for key in ("sampler", "mode", "k", "estimator")}
+
+
+def method_label(config: dict[str, Any], method: str) -> str:
+    """How tables and figures name a method: its `label`, or one made from its sampler settings."""
+    entry = _method(config, method)
+    if "label" in entry:
+        return entry["label"]
+    if entry["sampler"] == "uniform":
+        return "BigNAS (uniform)"
+    return f"AttentiveNAS {entry['mode']}-{entry['k']} ({entry['estimator']})"

@@ -1,58 +1,47 @@
-"""Glue between the Snakefile and the package: config resolution, file layout, stage launching.
+"""Glue between the Snakefile and the package: the config read and checked, stage launching.
 
-The Snakefile only wires files together; what a path is called and how a stage is launched lives
-here, so that the rules, the DVC stages and the tests agree on one layout.
+The Snakefile only wires files together: paths come from attentivenas.layout, each stage's settings
+from attentivenas.stages, and how a stage's command is launched from here.
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from attentivenas.config import merge, training_settings, validate_config
+from attentivenas.config import load_config, method_spec, training_settings, validate_config
 
 DEFAULT_CONFIG = "config/config.yaml"
 
 
-def resolve_config(config: dict[str, Any], configfiles: list[str]) -> tuple[dict[str, Any], str]:
-    """Validate Snakemake's config and write it, resolved, where every stage reads it.
+def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
+    """Snakemake's config validated, with defaults; without `--configfile`, the default config file.
 
-    Without `--configfile`, the default config file is read. The resolved file is rewritten only
-    when its content changes, so a dry run or a no-op run touches nothing.
+    Nothing is written: each job receives its stage's settings as a rule parameter.
     """
-    source = configfiles[-1] if configfiles else DEFAULT_CONFIG
-    raw = dict(config) if configfiles else merge(yaml.safe_load(Path(source).read_text()), dict(config))
-    resolved = validate_config(raw, source=str(source))
-    path = Path(resolved["results_dir"]) / "resolved_config.yaml"
-    text = yaml.safe_dump(resolved, sort_keys=False)
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return resolved, str(path)
-
-
-def target_label(mflops: float) -> str:
-    """A FLOPs target as it appears in paths and tables (e.g. 1.5 -> '1.5')."""
-    return f"{mflops:g}"
+    if configfiles:
+        return validate_config(dict(config), source=str(configfiles[-1]))
+    return load_config(DEFAULT_CONFIG, overrides=dict(config))
 
 
 def method_needs(config: dict[str, Any], method: str) -> dict[str, bool]:
-    settings = config["methods"][method]
+    """Which shared files a method's training starts from: the warm-up weights, the accuracy predictor."""
+    spec = method_spec(config, method)
     return {"warmup": training_settings(config, method)["init"] == "warmup",
-            "predictor": settings["sampler"] == "attentive" and settings["estimator"] == "predictor"}
+            "predictor": spec["sampler"] == "attentive" and spec["estimator"] == "predictor"}
 
 
 def run_stage(smk: Any, argv: list[str]) -> None:
-    """Run `python -m attentivenas ARGV` for a Snakemake job, its output going to the job's log."""
-    command = [sys.executable, "-m", "attentivenas", *argv, "--threads", str(smk.threads)]
+    """Run `python -m attentivenas ARGV --settings SETTINGS` for a Snakemake job, output to the job's log."""
+    command = [sys.executable, "-m", "attentivenas", *argv, "--settings", smk.params.settings,
+               "--threads", str(smk.threads)]
     log = Path(smk.log[0])
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle:
-        handle.write("$ " + " ".join(command) + "\n")
+        handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode:

@@ -1,7 +1,8 @@
 """The paper table, figures and ablation plots, made from a results folder without retraining.
 
-Everything here reads the files the pipeline's stages wrote (layout in `ResultsLayout`), so a plot
-can be regenerated, restyled or extended at the cost of a few seconds.
+Everything here reads the files the pipeline's stages wrote (attentivenas.layout), so a plot can be
+regenerated, restyled or extended at the cost of a few seconds. `config` is a validated config or a
+report stage's settings (attentivenas.stages).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from attentivenas.config import method_label as configured_label
 from attentivenas.io import atomic_write_bytes, atomic_write_text, read_csv, read_json, write_csv, write_json
-from attentivenas.pipeline import target_label
+from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
 from attentivenas.predictor import rank_quality
 from attentivenas.search import hypervolume
 from attentivenas.space import SearchSpace
@@ -25,26 +27,8 @@ from attentivenas.space import SearchSpace
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
-FIGURES = ("pareto_fronts", "accuracy_by_flops_bin", "predictor_rank", "training_curves")
-ABLATIONS = ("sampler", "estimator", "k")
+__all__ = ["ABLATIONS", "FIGURES"]  # re-exported: the report's figure and ablation names
 DSNAS = "dsnas"
-
-
-@dataclass(frozen=True)
-class ResultsLayout:
-    """Where each stage writes inside `results_dir` (the Snakefile's rules use the same names)."""
-
-    root: Path
-
-    def method(self, stage: str, method: str) -> Path:
-        return self.root / stage / method
-
-    def dsnas(self, target: float) -> Path:
-        return self.root / "dsnas" / target_label(target)
-
-    @property
-    def paper(self) -> Path:
-        return self.root / "paper"
 
 
 @dataclass
@@ -74,14 +58,7 @@ class MethodResult:
 
 
 def method_label(config: dict[str, Any], method: str) -> str:
-    if method == DSNAS:
-        return "DSNAS (one-stage)"
-    settings = config["methods"][method]
-    if "label" in settings:
-        return settings["label"]
-    if settings["sampler"] == "uniform":
-        return "BigNAS (uniform)"
-    return f"AttentiveNAS {settings['mode']}-{settings['k']} ({settings['estimator']})"
+    return "DSNAS (one-stage)" if method == DSNAS else configured_label(config, method)
 
 
 def _compute(summary_path: Path, field: str) -> float:
@@ -91,23 +68,23 @@ def _compute(summary_path: Path, field: str) -> float:
 
 def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
     """Every method's chosen models (test-evaluated), hypervolume and compute, DSNAS last."""
-    layout = ResultsLayout(Path(results_dir))
+    layout = ResultsLayout(results_dir)
     space = SearchSpace.load(config["space"])
-    warmup = _compute(layout.root / "warmup" / "summary.json", "subnet_images_trained")
+    warmup = _compute(layout.warmup.summary, "subnet_images_trained")
     results = []
     for method in config["methods"]:
         label = method_label(config, method)
         models = [ModelRow(method, label, row["name"], float(row["target"]), float(row["mflops"]),
                            float(row["params_m"]), float(row["top1_search"]), float(row["top1_test"]))
-                  for row in read_csv(layout.method("search", method) / "chosen.csv")]
-        trained = _compute(layout.method("supernet", method) / "summary.json", "subnet_images_trained")
-        evaluated = _compute(layout.method("search", method) / "summary.json", "images_processed")
+                  for row in read_csv(layout.search(method).chosen)]
+        trained = _compute(layout.supernet(method).summary, "subnet_images_trained")
+        evaluated = _compute(layout.search(method).summary, "images_processed")
         results.append(MethodResult(method, label, models, _hypervolume(space, models), warmup + trained,
                                     evaluated))
     if config["dsnas"]["enabled"] and config["dsnas"]["targets_mflops"]:
         models, trained, evaluated = [], 0.0, 0.0
         for target in config["dsnas"]["targets_mflops"]:
-            summary = read_json(layout.dsnas(target) / "summary.json")
+            summary = read_json(layout.dsnas(target_label(target)).summary)
             models.append(ModelRow(DSNAS, method_label(config, DSNAS), f"t{target_label(target)}", float(target),
                                    float(summary["mflops"]), float(summary["params_m"]),
                                    float(summary["top1_search"]), float(summary["top1_test"])))
@@ -193,11 +170,11 @@ def latex_table(results: Sequence[MethodResult]) -> str:
 def write_pareto_table(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
     space = SearchSpace.load(config["space"])
     results = collect(config, results_dir)
-    paper = ResultsLayout(Path(results_dir)).paper
-    atomic_write_text(paper / "pareto_table.md", markdown_table(results, space))
-    write_csv(paper / "pareto_table.csv", table_rows(results), fieldnames=TABLE_COLUMNS)
-    atomic_write_text(paper / "pareto_table.tex", latex_table(results))
-    write_json(paper / "metrics.json", {
+    paper = ResultsLayout(results_dir).paper
+    atomic_write_text(paper.table_markdown, markdown_table(results, space))
+    write_csv(paper.table_csv, table_rows(results), fieldnames=TABLE_COLUMNS)
+    atomic_write_text(paper.table_latex, latex_table(results))
+    write_json(paper.metrics, {
         r.method: {"hypervolume": round(r.hypervolume, 5),
                    "best_top1_test": round(max((m.top1_test for m in r.models), default=0.0), 2),
                    "models": len(r.models), "subnet_images_trained": int(r.subnet_images_trained),
@@ -298,23 +275,23 @@ def training_curves_figure(curves: dict[str, list[dict[str, str]]], labels: dict
 
 def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
     space = SearchSpace.load(config["space"])
-    layout = ResultsLayout(Path(results_dir))
+    layout = ResultsLayout(results_dir)
     formats = config["report"]["formats"]
-    figures_dir = layout.paper / "figures"
+    paper = layout.paper
     results = collect(config, results_dir)
     labels = {r.method: r.label for r in results}
-    save_figure(pareto_fronts_figure(results, space), figures_dir / "pareto_fronts", formats)
-    sampled = {m: [r for r in read_csv(layout.method("search", m) / "evaluated.csv") if r["generation"] == "0"]
+    save_figure(pareto_fronts_figure(results, space), paper.figure_stem("pareto_fronts"), formats)
+    sampled = {m: [r for r in read_csv(layout.search(m).evaluated) if r["generation"] == "0"]
                for m in config["methods"]}
-    save_figure(accuracy_by_bin_figure(sampled, labels), figures_dir / "accuracy_by_flops_bin", formats)
-    predictions = read_csv(layout.root / "predictor" / "predictions.csv")
-    save_figure(predictor_rank_figure(predictions), figures_dir / "predictor_rank", formats)
-    curves = {m: read_csv(layout.method("supernet", m) / "epochs.csv") for m in config["methods"]}
-    save_figure(training_curves_figure(curves, labels), figures_dir / "training_curves", formats)
-    write_csv(layout.paper / "plots" / "fronts.csv",
+    save_figure(accuracy_by_bin_figure(sampled, labels), paper.figure_stem("accuracy_by_flops_bin"), formats)
+    predictions = read_csv(layout.predictor.predictions)
+    save_figure(predictor_rank_figure(predictions), paper.figure_stem("predictor_rank"), formats)
+    curves = {m: read_csv(layout.supernet(m).epochs) for m in config["methods"]}
+    save_figure(training_curves_figure(curves, labels), paper.figure_stem("training_curves"), formats)
+    write_csv(paper.fronts_data,
               [{"method": m.method, "model": m.model, "mflops": round(m.mflops, 4), "top1_test": round(m.top1_test, 2)}
                for r in results for m in sorted(r.models, key=lambda m: m.mflops)])
-    write_csv(layout.paper / "plots" / "training_curves.csv",
+    write_csv(paper.training_curves_data,
               [{"method": m, "epoch": r["epoch"], "top1_max": r["top1_max"], "top1_min": r["top1_min"]}
                for m, rows in curves.items() for r in rows])
 
@@ -362,4 +339,4 @@ def ablation_figure(config: dict[str, Any], results: Sequence[MethodResult], abl
 def write_ablation(config: dict[str, Any], results_dir: str | Path, ablation: str) -> None:
     results = collect(config, results_dir)
     figure = ablation_figure(config, results, ablation)
-    save_figure(figure, ResultsLayout(Path(results_dir)).paper / "ablations" / ablation, config["report"]["formats"])
+    save_figure(figure, ResultsLayout(results_dir).paper.ablation_stem(ablation), config["report"]["formats"])

@@ -3,12 +3,11 @@
 
 rule prepare_data:
     output:
-        summary=f"{R}/data/summary.json",
+        summary=str(LAYOUT.data_summary),
     log:
-        f"{R}/logs/prepare_data.log",
+        str(LAYOUT.log("prepare_data")),
     params:
-        config=CONFIG_FILE,
-        settings=config["data"],
+        settings=settings("prepare_data"),
     threads: 1
     script:
         "../workflow/scripts/prepare_data.py"

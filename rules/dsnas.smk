@@ -1,4 +1,5 @@
 # Milestone `dsnas`: the one-stage baseline, one search-and-train run per FLOPs target.
+DSNAS_RUN = LAYOUT.dsnas("{target}")
 
 
 def dsnas_inputs(wildcards):
@@ -12,18 +13,17 @@ rule dsnas_search:
     input:
         unpack(dsnas_inputs),
     output:
-        child=f"{R}/dsnas/{{target}}/child.json",
-        summary=f"{R}/dsnas/{{target}}/summary.json",
-        metrics=f"{R}/dsnas/{{target}}/metrics.csv",
-        checkpoint=f"{R}/dsnas/{{target}}/supernet.pt",
+        child=str(DSNAS_RUN.child),
+        summary=str(DSNAS_RUN.summary),
+        metrics=str(DSNAS_RUN.metrics),
+        checkpoint=str(DSNAS_RUN.checkpoint),
     log:
-        f"{R}/logs/dsnas_search/{{target}}.log",
+        str(LAYOUT.log("dsnas_search", "{target}")),
     benchmark:
-        f"{R}/benchmarks/dsnas_search/{{target}}.tsv"
+        str(LAYOUT.benchmark("dsnas_search", "{target}"))
     params:
-        config=CONFIG_FILE,
-        settings=config["dsnas"],
-        out_dir=lambda wildcards: f"{R}/dsnas/{wildcards.target}",
+        settings=settings("dsnas_search"),
+        out_dir=lambda wildcards: str(LAYOUT.dsnas(wildcards.target).dir),
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,

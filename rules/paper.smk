@@ -1,9 +1,6 @@
 # Milestone `paper`: the paper table with its figures (target `pareto_table`) and the ablation plots
 # (target `ablation_plots`), all made from existing results (regenerating a plot never retrains).
-PAPER = f"{R}/paper"
-FORMATS = config["report"]["formats"]
-FIGURES = ["pareto_fronts", "accuracy_by_flops_bin", "predictor_rank", "training_curves"]
-ABLATIONS = ["sampler", "estimator", "k"]
+PAPER = LAYOUT.paper
 
 
 def paper_inputs(wildcards):
@@ -20,15 +17,15 @@ rule paper_table:
     input:
         unpack(paper_inputs),
     output:
-        markdown=f"{PAPER}/pareto_table.md",
-        csv=f"{PAPER}/pareto_table.csv",
-        latex=f"{PAPER}/pareto_table.tex",
-        metrics=f"{PAPER}/metrics.json",
+        markdown=str(PAPER.table_markdown),
+        csv=str(PAPER.table_csv),
+        latex=str(PAPER.table_latex),
+        metrics=str(PAPER.metrics),
     log:
-        f"{R}/logs/pareto_table.log",
+        str(LAYOUT.log("paper_table")),
     params:
-        config=CONFIG_FILE,
-        results_dir=R,
+        settings=settings("paper_table"),
+        results_dir=str(LAYOUT.root),
         what="table",
     threads: 1
     script:
@@ -44,16 +41,16 @@ rule figures:
         predictor_metrics=rules.fit_predictor.output.metrics,
     output:
         figures=report(
-            expand(f"{PAPER}/figures/{{name}}.{{ext}}", name=FIGURES, ext=FORMATS),
+            [str(PAPER.figure(name, ext)) for name in FIGURES for ext in FORMATS],
             category="Figures",
         ),
-        fronts=f"{PAPER}/plots/fronts.csv",
-        curves=f"{PAPER}/plots/training_curves.csv",
+        fronts=str(PAPER.fronts_data),
+        curves=str(PAPER.training_curves_data),
     log:
-        f"{R}/logs/figures.log",
+        str(LAYOUT.log("figures")),
     params:
-        config=CONFIG_FILE,
-        results_dir=R,
+        settings=settings("figures"),
+        results_dir=str(LAYOUT.root),
         what="figures",
     threads: 1
     script:
@@ -70,12 +67,12 @@ rule ablation_plot:
     input:
         unpack(paper_inputs),
     output:
-        report([f"{PAPER}/ablations/{{ablation}}.{ext}" for ext in FORMATS], category="Ablations"),
+        report([str(PAPER.ablation("{ablation}", ext)) for ext in FORMATS], category="Ablations"),
     log:
-        f"{R}/logs/ablation_plot/{{ablation}}.log",
+        str(LAYOUT.log("ablation_plot", "{ablation}")),
     params:
-        config=CONFIG_FILE,
-        results_dir=R,
+        settings=settings("ablation_plot"),
+        results_dir=str(LAYOUT.root),
         what=lambda wildcards: f"ablation={wildcards.ablation}",
     wildcard_constraints:
         ablation="|".join(ABLATIONS),
@@ -86,4 +83,4 @@ rule ablation_plot:
 
 rule ablation_plots:
     input:
-        expand(f"{PAPER}/ablations/{{ablation}}.{{ext}}", ablation=ABLATIONS, ext=FORMATS),
+        [str(PAPER.ablation(name, ext)) for name in ABLATIONS for ext in FORMATS],

@@ -6,18 +6,17 @@ rule warmup_supernet:
     input:
         data=rules.prepare_data.output.summary,
     output:
-        checkpoint=f"{R}/warmup/supernet.pt",
-        summary=f"{R}/warmup/summary.json",
-        epochs=f"{R}/warmup/epochs.csv",
-        metrics=f"{R}/warmup/metrics.csv",
+        checkpoint=str(LAYOUT.warmup.checkpoint),
+        summary=str(LAYOUT.warmup.summary),
+        epochs=str(LAYOUT.warmup.epochs),
+        metrics=str(LAYOUT.warmup.metrics),
     log:
-        f"{R}/logs/warmup_supernet.log",
+        str(LAYOUT.log("warmup_supernet")),
     benchmark:
-        f"{R}/benchmarks/warmup_supernet.tsv"
+        str(LAYOUT.benchmark("warmup_supernet"))
     params:
-        config=CONFIG_FILE,
-        settings=training_settings(config, "warmup"),
-        out_dir=f"{R}/warmup",
+        settings=settings("warmup_supernet"),
+        out_dir=str(LAYOUT.warmup.dir),
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
@@ -30,16 +29,13 @@ rule sample_predictor_subnets:
     input:
         checkpoint=rules.warmup_supernet.output.checkpoint,
     output:
-        subnets=f"{R}/predictor/subnets.csv",
+        subnets=str(LAYOUT.predictor.subnets),
     log:
-        f"{R}/logs/sample_predictor_subnets.log",
+        str(LAYOUT.log("sample_predictor_subnets")),
     benchmark:
-        f"{R}/benchmarks/sample_predictor_subnets.tsv"
+        str(LAYOUT.benchmark("sample_predictor_subnets"))
     params:
-        config=CONFIG_FILE,
-        settings=config["predictor"],
-        evaluation=config["evaluation"],
-        subnets=config["predictor"]["num_subnets"],
+        settings=settings("sample_predictor_subnets"),
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
@@ -51,16 +47,15 @@ rule fit_predictor:
     input:
         subnets=rules.sample_predictor_subnets.output.subnets,
     output:
-        predictor=f"{R}/predictor/predictor.pkl",
-        metrics=f"{R}/predictor/metrics.json",
-        predictions=f"{R}/predictor/predictions.csv",
-        plot=f"{R}/predictor/predicted_vs_true.png",
+        predictor=str(LAYOUT.predictor.predictor),
+        metrics=str(LAYOUT.predictor.metrics),
+        predictions=str(LAYOUT.predictor.predictions),
+        plot=str(LAYOUT.predictor.plot),
     log:
-        f"{R}/logs/fit_predictor.log",
+        str(LAYOUT.log("fit_predictor")),
     params:
-        config=CONFIG_FILE,
-        settings=config["predictor"],
-        out_dir=f"{R}/predictor",
+        settings=settings("fit_predictor"),
+        out_dir=str(LAYOUT.predictor.dir),
     threads: 1
     script:
         "../workflow/scripts/fit_predictor.py"

@@ -1,6 +1,7 @@
 # Milestone `search`: evolutionary Pareto search in each method's supernet (fitness on the search
 # split), the chosen A0..A6-style models evaluated once on test. The search's first generation is
 # uniform subnets drawn with the same seed for every method: the per-FLOPs-bin accuracy plots use it.
+SEARCH_RUN = LAYOUT.search("{method}")
 
 
 def search_inputs(wildcards):
@@ -14,19 +15,17 @@ rule search_pareto:
     input:
         unpack(search_inputs),
     output:
-        evaluated=f"{R}/search/{{method}}/evaluated.csv",
-        front=f"{R}/search/{{method}}/front.csv",
-        chosen=f"{R}/search/{{method}}/chosen.csv",
-        hypervolume=f"{R}/search/{{method}}/hypervolume.json",
+        evaluated=str(SEARCH_RUN.evaluated),
+        front=str(SEARCH_RUN.front),
+        chosen=str(SEARCH_RUN.chosen),
+        hypervolume=str(SEARCH_RUN.hypervolume),
     log:
-        f"{R}/logs/search_pareto/{{method}}.log",
+        str(LAYOUT.log("search_pareto", "{method}")),
     benchmark:
-        f"{R}/benchmarks/search_pareto/{{method}}.tsv"
+        str(LAYOUT.benchmark("search_pareto", "{method}"))
     params:
-        config=CONFIG_FILE,
-        settings=config["search"],
-        evaluation=config["evaluation"],
-        out_dir=lambda wildcards: f"{R}/search/{wildcards.method}",
+        settings=settings("search_pareto"),
+        out_dir=lambda wildcards: str(LAYOUT.search(wildcards.method).dir),
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,

@@ -1,5 +1,6 @@
 # Milestone `supernet`: one two-stage training run per configured method (uniform = BigNAS;
 # attentive BestUp/WorstUp with the loss or the predictor estimator = AttentiveNAS).
+TRAINING_RUN = LAYOUT.supernet("{method}")
 
 
 def method_inputs(wildcards):
@@ -16,20 +17,17 @@ rule train_supernet:
     input:
         unpack(method_inputs),
     output:
-        checkpoint=f"{R}/supernet/{{method}}/supernet.pt",
-        summary=f"{R}/supernet/{{method}}/summary.json",
-        epochs=f"{R}/supernet/{{method}}/epochs.csv",
-        metrics=f"{R}/supernet/{{method}}/metrics.csv",
+        checkpoint=str(TRAINING_RUN.checkpoint),
+        summary=str(TRAINING_RUN.summary),
+        epochs=str(TRAINING_RUN.epochs),
+        metrics=str(TRAINING_RUN.metrics),
     log:
-        f"{R}/logs/train_supernet/{{method}}.log",
+        str(LAYOUT.log("train_supernet", "{method}")),
     benchmark:
-        f"{R}/benchmarks/train_supernet/{{method}}.tsv"
+        str(LAYOUT.benchmark("train_supernet", "{method}"))
     params:
-        config=CONFIG_FILE,
-        settings=lambda wildcards: training_settings(config, wildcards.method),
-        method=lambda wildcards: config["methods"][wildcards.method],
-        sampler=config["sampler"],
-        out_dir=lambda wildcards: f"{R}/supernet/{wildcards.method}",
+        settings=settings("train_supernet"),
+        out_dir=lambda wildcards: str(LAYOUT.supernet(wildcards.method).dir),
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.config import load_config
+from attentivenas.cli._stage import add_config_arguments, stage_config
 from attentivenas.dsnas import run_dsnas
 from attentivenas.runtime import set_threads
 
@@ -17,7 +17,7 @@ HELP = "DSNAS one-stage search of one child at a FLOPs target"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML (section `dsnas`)")
+    add_config_arguments(parser, "dsnas_search")
     parser.add_argument("--target", required=True, type=float, metavar="MFLOPS",
                         help="FLOPs target in MFLOPs (one of dsnas.targets_mflops in the pipeline)")
     parser.add_argument("--out-dir", required=True,
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = stage_config(args, "dsnas_search")
     set_threads(args.threads)
     summary = run_dsnas(config, args.target, args.out_dir, init_from=args.init_from,
                         progress=not args.no_progress)

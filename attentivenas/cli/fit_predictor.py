@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attentivenas.cli._stage import add_stage_arguments
-from attentivenas.config import load_config
+from attentivenas.cli._stage import add_stage_arguments, stage_config
 from attentivenas.io import write_csv, write_json
+from attentivenas.layout import PredictorFiles
 from attentivenas.predictor import fit_predictor, read_sample_table, save_predictor
 from attentivenas.reporting import predictor_rank_figure, save_figure
 from attentivenas.runtime import set_threads
@@ -21,7 +21,7 @@ HELP = "fit the accuracy predictor on sampled subnets; report Kendall tau / Spea
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage_arguments(parser, checkpoint=False)
+    add_stage_arguments(parser, checkpoint=False, stage="fit_predictor")
     parser.add_argument("--data", required=True, help="CSV written by sample-subnets")
     parser.add_argument("--out-dir", required=True, help="directory for predictor.pkl, metrics.json, ...")
 
@@ -31,21 +31,21 @@ def _number(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = stage_config(args, "fit_predictor")
     set_threads(args.threads)
     space = SearchSpace.load(config["space"])
     table = read_sample_table(args.data, space)
     fit = fit_predictor(space, table, config["predictor"], config["seed"])
-    out_dir = Path(args.out_dir)
-    save_predictor(out_dir / "predictor.pkl", fit.predictor)
-    write_json(out_dir / "metrics.json", fit.metrics)
-    write_csv(out_dir / "predictions.csv", fit.predictions, fieldnames=["mflops", "true", "predicted"])
+    files = PredictorFiles(Path(args.out_dir))
+    save_predictor(files.predictor, fit.predictor)
+    write_json(files.metrics, fit.metrics)
+    write_csv(files.predictions, fit.predictions, fieldnames=["mflops", "true", "predicted"])
     figure = predictor_rank_figure(fit.predictions, f"{config['predictor']['model']} predictor, space {space.name}")
-    save_figure(figure, out_dir / "predicted_vs_true", ["png"])
+    save_figure(figure, files.plot_stem, [files.plot.suffix[1:]])
     metrics = fit.metrics
     print(f"{metrics['model']}: fitted on {metrics['n_fit']}, held out {metrics['n_heldout']}: "
           f"Kendall tau {_number(metrics['kendall_tau'])}, Spearman rho {_number(metrics['spearman_rho'])}, "
           f"RMSE {_number(metrics['rmse'])}; mean within FLOPs bins: "
           f"tau {_number(metrics['mean_bin_kendall_tau'])}, rho {_number(metrics['mean_bin_spearman_rho'])} "
-          f"-> {out_dir}")
+          f"-> {files.dir}")
     return 0

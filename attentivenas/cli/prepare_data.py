@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-from attentivenas.config import load_config
+from attentivenas.cli._stage import add_config_arguments, stage_config
 from attentivenas.data import DataError, build_splits
 from attentivenas.io import write_json
 from attentivenas.runtime import set_threads
@@ -17,7 +17,7 @@ HELP = "check the data of a config and write its split summary"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
+    add_config_arguments(parser, "prepare_data")
     parser.add_argument("--out", required=True, help="summary JSON to write")
     parser.add_argument("--threads", type=int, default=None)
 
@@ -34,7 +34,7 @@ def _digest(path: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    config = load_config(args.config)
+    config = stage_config(args, "prepare_data")
     space = SearchSpace.load(config["space"])
     splits = build_splits(config["data"], image_size=space.base_resolution)
     if splits.num_classes != space.num_classes or splits.in_channels != space.in_channels:

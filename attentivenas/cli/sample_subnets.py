@@ -17,7 +17,7 @@ HELP = "evaluate uniformly sampled subnets into a CSV (predictor data, accuracy 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage_arguments(parser)
+    add_stage_arguments(parser, stage="sample_predictor_subnets")
     parser.add_argument("--count", type=int, help="number of subnets (default: config predictor.num_subnets)")
     parser.add_argument("--out", required=True, help="CSV to write")
     parser.add_argument("--split", choices=("search", "test"), default="search",
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stage = start_stage(args)
+    stage = start_stage(args, "sample_predictor_subnets")
     config, space = stage.config, stage.space
     count = config["predictor"]["num_subnets"] if args.count is None else args.count
     if count < 1:

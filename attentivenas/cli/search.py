@@ -33,7 +33,7 @@ HELP = "evolutionary Pareto search; chosen models per FLOPs target, exported and
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage_arguments(parser)
+    add_stage_arguments(parser, stage="search_pareto")
     parser.add_argument("--out-dir", required=True, help="directory for the search results")
     parser.add_argument("--predictor",
                         help="predictor.pkl for the pre-filter (config key search.predictor_prefilter)")
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    stage = start_stage(args)
+    stage = start_stage(args, "search_pareto")
     config, space = stage.config, stage.space
     settings = config["search"]
     if not settings.get("targets_mflops"):

@@ -13,16 +13,17 @@ import os
 import subprocess
 import sys
 
-from attentivenas.config import load_config
+from attentivenas.cli._stage import add_config_arguments, stage_config
 from attentivenas.runtime import set_threads
 from attentivenas.space import SearchSpace
+from attentivenas.stages import training_stage
 from attentivenas.training import Trainer, check_run, final_checkpoint_complete, stop_processes, under_torchrun
 
 HELP = "train a supernet (warmup or a config method) with the sandwich rule"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="experiment config YAML")
+    add_config_arguments(parser, "warmup_supernet` or `train_supernet")
     parser.add_argument("--run", required=True, help="'warmup' or a key of config 'methods'")
     parser.add_argument("--out-dir", required=True, help="folder for the checkpoints, logs and summary")
     parser.add_argument("--init-from", help="checkpoint to start from, for runs with training.init: warmup")
@@ -33,17 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def relaunch_command(args: argparse.Namespace, processes: int) -> list[str]:
     # `--` keeps torchrun's parser off our flags (it reads `--run` as an abbreviation of its `--run-path`)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(processes), "-m", "--", "attentivenas", "train", "--config", args.config, "--run", args.run,
-               "--out-dir", args.out_dir]
-    for flag, value in (("--init-from", args.init_from), ("--predictor", args.predictor),
-                        ("--threads", args.threads)):
+               str(processes), "-m", "--", "attentivenas", "train", "--run", args.run, "--out-dir", args.out_dir]
+    for flag, value in (("--config", args.config), ("--settings", args.settings), ("--init-from", args.init_from),
+                        ("--predictor", args.predictor), ("--threads", args.threads)):
         if value is not None:
             command += [flag, str(value)]
     return command
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = stage_config(args, training_stage(args.run), args.run)
     settings = check_run(config, args.run, args.init_from, args.predictor)
     if final_checkpoint_complete(args.out_dir, SearchSpace.load(config["space"])):
         print(f"{args.out_dir}: supernet.pt is complete; nothing to do (delete it to retrain)")

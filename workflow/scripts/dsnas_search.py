@@ -2,7 +2,7 @@
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-argv = ["dsnas", "--config", smk.params.config, "--target", smk.wildcards.target, "--out-dir", smk.params.out_dir]
+argv = ["dsnas", "--target", smk.wildcards.target, "--out-dir", smk.params.out_dir]
 if hasattr(smk.input, "init"):
     argv += ["--init-from", smk.input.init]
 run_stage(smk, argv)

@@ -2,5 +2,4 @@
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-run_stage(smk, ["fit-predictor", "--config", smk.params.config, "--data", smk.input.subnets,
-                "--out-dir", smk.params.out_dir])
+run_stage(smk, ["fit-predictor", "--data", smk.input.subnets, "--out-dir", smk.params.out_dir])

@@ -2,4 +2,4 @@
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-run_stage(smk, ["prepare-data", "--config", smk.params.config, "--out", smk.output.summary])
+run_stage(smk, ["prepare-data", "--out", smk.output.summary])

@@ -1,6 +1,5 @@
-"""Snakemake jobs `sample_predictor_subnets` and `sample_method_subnets`: uniform subnets, evaluated."""
+"""Snakemake job `sample_predictor_subnets`: uniform subnets of the warm-up supernet, evaluated."""
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-run_stage(smk, ["sample-subnets", "--config", smk.params.config, "--checkpoint", smk.input.checkpoint,
-                "--count", str(smk.params.subnets), "--out", smk.output.subnets])
+run_stage(smk, ["sample-subnets", "--checkpoint", smk.input.checkpoint, "--out", smk.output.subnets])

@@ -2,8 +2,7 @@
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-argv = ["search", "--config", smk.params.config, "--checkpoint", smk.input.checkpoint,
-        "--out-dir", smk.params.out_dir]
+argv = ["search", "--checkpoint", smk.input.checkpoint, "--out-dir", smk.params.out_dir]
 if hasattr(smk.input, "predictor"):
     argv += ["--predictor", smk.input.predictor]
 run_stage(smk, argv)

@@ -2,8 +2,7 @@
 from attentivenas.pipeline import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake's `script:` directive)
-argv = ["train", "--config", smk.params.config, "--run", smk.wildcards.get("method", "warmup"),
-        "--out-dir", smk.params.out_dir]
+argv = ["train", "--run", smk.wildcards.get("method", "warmup"), "--out-dir", smk.params.out_dir]
 if hasattr(smk.input, "init"):
     argv += ["--init-from", smk.input.init]
 if hasattr(smk.input, "predictor"):
