@@ -4,7 +4,13 @@
 # The config is validated against attentivenas/config_schema.yaml before any job runs. Paths come
 # from attentivenas.layout; each job's `settings` parameter (attentivenas.stages) is all it reads.
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
-from attentivenas.pipeline import method_needs, resolve_config
+from attentivenas.pipeline import (
+    data_files,
+    method_needs,
+    resolve_config,
+    space_file,
+    stage_code,
+)
 from attentivenas.stages import stage_settings_json
 
 config = resolve_config(config, workflow.overwrite_configfiles)
@@ -16,6 +22,7 @@ DSNAS_TARGETS = (
     else []
 )
 FORMATS = config["report"]["formats"]
+SPACE_FILE = space_file(config)
 TRAIN_MEM_MB = 4000
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attentivenas.config import load_config, method_spec, training_settings, validate_config
+from attentivenas.stages import PACKAGE, space_source, stage_sources
 
 DEFAULT_CONFIG = "config/config.yaml"
 
@@ -25,6 +26,31 @@ def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, 
     if configfiles:
         return validate_config(dict(config), source=str(configfiles[-1]))
     return load_config(DEFAULT_CONFIG, overrides=dict(config))
+
+
+def _workflow_path(path: str) -> str:
+    """A path relative to the package's parent, as seen from the working folder (absolute if outside it)."""
+    try:
+        return (PACKAGE.parent.relative_to(Path.cwd().resolve()) / path).as_posix()
+    except ValueError:
+        return (PACKAGE.parent / path).as_posix()
+
+
+def stage_code(stage: str) -> list[str]:
+    """The package source files a stage's job runs: a rule's inputs, so that editing them reruns it."""
+    return [_workflow_path(path) for path in stage_sources(stage)]
+
+
+def space_file(config: dict[str, Any]) -> str:
+    """The search space's YAML file, which every stage reads."""
+    source = space_source(config["space"])
+    return _workflow_path(source) if source.startswith(PACKAGE.name + "/") else source
+
+
+def data_files(config: dict[str, Any]) -> list[str]:
+    """The dataset's source when it is one file (an .npz archive); folders are left to prepare_data's digest."""
+    source = Path(config["data"]["source"])
+    return [str(source)] if source.is_file() else []
 
 
 def method_needs(config: dict[str, Any], method: str) -> dict[str, bool]:

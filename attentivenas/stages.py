@@ -11,14 +11,23 @@ the report stages.
 
 from __future__ import annotations
 
+import ast
 import json
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from attentivenas.config import ConfigError, method_label, method_spec, training_settings
 
-STAGES = ("prepare_data", "warmup_supernet", "sample_predictor_subnets", "fit_predictor", "train_supernet",
-          "search_pareto", "dsnas_search", "paper_table", "figures", "ablation_plot")
-"""The pipeline's stages, by the name of the Snakemake rule that runs each one."""
+STAGE_COMMANDS = {"prepare_data": "prepare-data", "warmup_supernet": "train",
+                  "sample_predictor_subnets": "sample-subnets", "fit_predictor": "fit-predictor",
+                  "train_supernet": "train", "search_pareto": "search", "dsnas_search": "dsnas",
+                  "paper_table": "report", "figures": "report", "ablation_plot": "report"}
+"""The pipeline's stages, by the name of the Snakemake rule that runs each one, and the command each runs."""
+STAGES = tuple(STAGE_COMMANDS)
+PACKAGE = Path(__file__).resolve().parent
+LAUNCHER = "attentivenas.pipeline"
+"""The module that launches every job's command (`run_stage`)."""
 
 _NETWORK = ("seed", "device", "space", "resolution_mode", "data")
 
@@ -101,3 +110,66 @@ def parse_settings(text: str, stage: str) -> dict[str, Any]:
     if not isinstance(settings, dict):
         raise ConfigError(f"--settings for stage {stage!r} must be a JSON object, got {type(settings).__name__}")
     return settings
+
+
+# ---------------------------------------------------------------- the code a stage runs
+
+def _module_file(module: str) -> Path | None:
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    if path.is_dir() and (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+@cache
+def _imported_modules(module: str) -> frozenset[str]:
+    """The package modules `module` imports anywhere in its source (functions included)."""
+    path = _module_file(module)
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")[: len(module.split(".")) - node.level + is_package]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return frozenset(name for name in found if name.split(".")[0] == PACKAGE.name and _module_file(name))
+
+
+def _closure(roots: list[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        parents = [".".join(parts[:i]) for i in range(1, len(parts))]
+        for name in [module, *parents]:
+            if name not in seen:
+                seen.add(name)
+                todo.extend(_imported_modules(name))
+    return seen
+
+
+@cache
+def stage_sources(stage: str) -> tuple[str, ...]:
+    """The package's source files a stage's job runs, relative to the package's parent folder: the
+    launcher and the stage's command (`python -m attentivenas COMMAND`), with everything they import.
+
+    Other commands, which the entry point imports only to list them in its help, are left out, so
+    an edit to one stage's code reruns that stage (and what follows), not every stage."""
+    if stage not in STAGE_COMMANDS:
+        raise ConfigError(f"unknown pipeline stage {stage!r}; the stages are {', '.join(STAGES)}")
+    command = f"{PACKAGE.name}.cli.{STAGE_COMMANDS[stage].replace('-', '_')}"
+    modules = _closure([LAUNCHER, command, f"{PACKAGE.name}.__main__"])
+    files = {_module_file(m).relative_to(PACKAGE.parent).as_posix() for m in modules}
+    return tuple(sorted(files))
+
+
+def space_source(space: str) -> str:
+    """The YAML file config key `space` names: a bundled space's file, or the path given."""
+    bundled = PACKAGE / "spaces" / f"{space}.yaml"
+    return bundled.relative_to(PACKAGE.parent).as_posix() if bundled.is_file() else space

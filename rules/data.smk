@@ -2,6 +2,10 @@
 
 
 rule prepare_data:
+    input:
+        code=stage_code("prepare_data"),
+        space=SPACE_FILE,
+        data=data_files(config),
     output:
         summary=str(LAYOUT.data_summary),
     log:

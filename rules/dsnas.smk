@@ -12,6 +12,8 @@ def dsnas_inputs(wildcards):
 rule dsnas_search:
     input:
         unpack(dsnas_inputs),
+        code=stage_code("dsnas_search"),
+        space=SPACE_FILE,
     output:
         child=str(DSNAS_RUN.child),
         summary=str(DSNAS_RUN.summary),

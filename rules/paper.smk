@@ -16,6 +16,8 @@ def paper_inputs(wildcards):
 rule paper_table:
     input:
         unpack(paper_inputs),
+        code=stage_code("paper_table"),
+        space=SPACE_FILE,
     output:
         markdown=str(PAPER.table_markdown),
         csv=str(PAPER.table_csv),
@@ -35,6 +37,8 @@ rule paper_table:
 rule figures:
     input:
         unpack(paper_inputs),
+        code=stage_code("figures"),
+        space=SPACE_FILE,
         evaluated=expand(rules.search_pareto.output.evaluated, method=METHODS),
         epochs=expand(rules.train_supernet.output.epochs, method=METHODS),
         predictions=rules.fit_predictor.output.predictions,
@@ -66,6 +70,8 @@ rule pareto_table:
 rule ablation_plot:
     input:
         unpack(paper_inputs),
+        code=stage_code("ablation_plot"),
+        space=SPACE_FILE,
     output:
         report([str(PAPER.ablation("{ablation}", ext)) for ext in FORMATS], category="Ablations"),
     log:

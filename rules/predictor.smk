@@ -4,6 +4,8 @@
 
 rule warmup_supernet:
     input:
+        code=stage_code("warmup_supernet"),
+        space=SPACE_FILE,
         data=rules.prepare_data.output.summary,
     output:
         checkpoint=str(LAYOUT.warmup.checkpoint),
@@ -27,6 +29,8 @@ rule warmup_supernet:
 
 rule sample_predictor_subnets:
     input:
+        code=stage_code("sample_predictor_subnets"),
+        space=SPACE_FILE,
         checkpoint=rules.warmup_supernet.output.checkpoint,
     output:
         subnets=str(LAYOUT.predictor.subnets),
@@ -45,6 +49,8 @@ rule sample_predictor_subnets:
 
 rule fit_predictor:
     input:
+        code=stage_code("fit_predictor"),
+        space=SPACE_FILE,
         subnets=rules.sample_predictor_subnets.output.subnets,
     output:
         predictor=str(LAYOUT.predictor.predictor),

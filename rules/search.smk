@@ -14,6 +14,8 @@ def search_inputs(wildcards):
 rule search_pareto:
     input:
         unpack(search_inputs),
+        code=stage_code("search_pareto"),
+        space=SPACE_FILE,
     output:
         evaluated=str(SEARCH_RUN.evaluated),
         front=str(SEARCH_RUN.front),

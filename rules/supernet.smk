@@ -16,6 +16,8 @@ def method_inputs(wildcards):
 rule train_supernet:
     input:
         unpack(method_inputs),
+        code=stage_code("train_supernet"),
+        space=SPACE_FILE,
     output:
         checkpoint=str(TRAINING_RUN.checkpoint),
         summary=str(TRAINING_RUN.summary),

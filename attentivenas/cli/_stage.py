@@ -11,12 +11,12 @@ from typing import Any
 import torch
 
 from attentivenas.checkpoint import load_supernet
+from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.config import load_config
 from attentivenas.data import DataSplits, build_splits
 from attentivenas.evaluation import SubnetEvaluator, evaluator_from_config
 from attentivenas.runtime import resolve_device, seed_everything, set_threads
 from attentivenas.space import SearchSpace
-from attentivenas.stages import parse_settings, stage_settings
 from attentivenas.supernet import Supernet
 
 
@@ -37,30 +37,11 @@ class Stage:
         return evaluator_from_config(self.config, self.splits, split, self.device)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, stage: str | None = None) -> None:
-    """--config, or for a pipeline stage --config or --settings (the stage's settings, as the pipeline passes)."""
-    if stage is None:
-        parser.add_argument("--config", required=True, help="experiment config YAML")
-        return
-    given = parser.add_mutually_exclusive_group(required=True)
-    given.add_argument("--config", help="experiment config YAML")
-    given.add_argument("--settings", metavar="JSON",
-                       help=f"instead of --config: the resolved settings of pipeline stage `{stage}` "
-                            "(attentivenas.stages), as the Snakemake rule passes them")
-
-
 def add_stage_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True, stage: str | None = None) -> None:
     add_config_arguments(parser, stage)
     if checkpoint:
         parser.add_argument("--checkpoint", required=True, help="supernet checkpoint")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
-
-
-def stage_config(args: argparse.Namespace, stage: str, method: str | None = None) -> dict[str, Any]:
-    """What a pipeline stage's command reads: its settings, given (--settings) or derived from --config."""
-    if args.settings is not None:
-        return parse_settings(args.settings, stage)
-    return stage_settings(load_config(args.config), stage, method)
 
 
 def start_stage(args: argparse.Namespace, stage: str | None = None) -> Stage:

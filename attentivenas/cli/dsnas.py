@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from attentivenas.cli._stage import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.dsnas import run_dsnas
 from attentivenas.runtime import set_threads
 

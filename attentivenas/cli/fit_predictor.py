@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attentivenas.cli._stage import add_stage_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.io import write_csv, write_json
 from attentivenas.layout import PredictorFiles
 from attentivenas.predictor import fit_predictor, read_sample_table, save_predictor
@@ -21,9 +21,10 @@ HELP = "fit the accuracy predictor on sampled subnets; report Kendall tau / Spea
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage_arguments(parser, checkpoint=False, stage="fit_predictor")
+    add_config_arguments(parser, "fit_predictor")
     parser.add_argument("--data", required=True, help="CSV written by sample-subnets")
     parser.add_argument("--out-dir", required=True, help="directory for predictor.pkl, metrics.json, ...")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 
 def _number(value: float | None) -> str:

@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-from attentivenas.cli._stage import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.data import DataError, build_splits
 from attentivenas.io import write_json
 from attentivenas.runtime import set_threads

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from attentivenas import reporting
-from attentivenas.cli._stage import add_config_arguments
+from attentivenas.cli._config import add_config_arguments
 from attentivenas.config import load_config
 from attentivenas.errors import UserInputError
 from attentivenas.layout import ABLATIONS

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from attentivenas.cli._stage import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.runtime import set_threads
 from attentivenas.space import SearchSpace
 from attentivenas.stages import training_stage
