@@ -91,6 +91,42 @@ def stage_settings(config: dict[str, Any], stage: str, method: str | None = None
     raise ConfigError(f"unknown pipeline stage {stage!r}; the stages are {', '.join(STAGES)}")
 
 
+def _method_keys(method: str, *, label: bool, spec: bool, training: bool) -> list[str]:
+    keys = (["label"] if label else []) + (["sampler", "mode", "k", "estimator"] if spec else [])
+    keys += ["training"] if training else []
+    return [f"methods.{method}.{key}" for key in keys]
+
+
+def stage_config_keys(config: dict[str, Any], stage: str) -> list[str]:
+    """The config keys (dotted paths) a stage's settings derive from, over all its jobs: what a tool
+    that sees only the config file (DVC) must watch. A key not in the config here is a default."""
+    network = [*_NETWORK, "supernet", "evaluation"]
+    if stage == "prepare_data":
+        return ["space", "data"]
+    if stage == "warmup_supernet":
+        return [*network, "training", "warmup"]
+    if stage == "train_supernet":
+        keys = [*network, "training", "sampler"]
+        for method in config["methods"]:
+            keys += _method_keys(method, label=False, spec=True, training=True)
+        return keys
+    if stage == "sample_predictor_subnets":
+        return [*_NETWORK, "evaluation", "predictor.num_subnets"]
+    if stage == "fit_predictor":
+        return ["seed", "space", *(f"predictor.{key}" for key in config["predictor"] if key != "num_subnets")]
+    if stage == "search_pareto":
+        return [*_NETWORK, "evaluation", "search"]
+    if stage == "dsnas_search":
+        dsnas = [f"dsnas.{key}" for key in config["dsnas"] if key not in ("enabled", "targets_mflops")]
+        return [*_NETWORK, "supernet", "evaluation", *dsnas]
+    if stage in ("paper_table", "figures", "ablation_plot"):
+        keys = ["space", "dsnas.enabled", "dsnas.targets_mflops", "dsnas.init"]
+        for method in config["methods"]:
+            keys += _method_keys(method, label=True, spec=True, training=False)
+        return keys + (["report.formats"] if stage != "paper_table" else [])
+    raise ConfigError(f"unknown pipeline stage {stage!r}; the stages are {', '.join(STAGES)}")
+
+
 def canonical(settings: dict[str, Any]) -> str:
     """Settings as one canonical JSON string: the same values give the same text in any key order."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,9 @@ def paper_inputs(wildcards):
         "chosen": expand(rules.search_pareto.output.chosen, method=METHODS),
         "hypervolume": expand(rules.search_pareto.output.hypervolume, method=METHODS),
         "front": expand(rules.search_pareto.output.front, method=METHODS),
+        "search": expand(rules.search_pareto.output.summary, method=METHODS),
         "training": expand(rules.train_supernet.output.summary, method=METHODS),
+        "warmup": rules.warmup_supernet.output.summary,
         "dsnas": expand(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
     }
 

@@ -21,6 +21,7 @@ rule search_pareto:
         front=str(SEARCH_RUN.front),
         chosen=str(SEARCH_RUN.chosen),
         hypervolume=str(SEARCH_RUN.hypervolume),
+        summary=str(SEARCH_RUN.summary),
     log:
         str(LAYOUT.log("search_pareto", "{method}")),
     benchmark:
