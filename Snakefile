@@ -3,6 +3,9 @@
 #   snakemake --cores all pareto_table --configfile config/tiny.yaml
 # The config is validated against attentivenas/config_schema.yaml before any job runs. Paths come
 # from attentivenas.layout; each job's `settings` parameter (attentivenas.stages) is all it reads.
+import os
+import re
+
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
 from attentivenas.pipeline import (
     data_files,
@@ -26,18 +29,12 @@ SPACE_FILE = space_file(config)
 TRAIN_MEM_MB = 4000
 
 
-def settings(stage):
-    """A rule's `settings` parameter: its stage's settings, per method where the rule has one."""
-    if stage == "train_supernet":
-        return lambda wildcards: stage_settings_json(config, stage, wildcards.method)
-    return stage_settings_json(config, stage)
-
-
 wildcard_constraints:
-    method="|".join(METHODS) or "NO_METHOD",
-    target="|".join(t.replace(".", r"\.") for t in DSNAS_TARGETS) or "NO_TARGET",
+    method="|".join(map(re.escape, METHODS)) or "NO_METHOD",
+    target="|".join(map(re.escape, DSNAS_TARGETS)) or "NO_TARGET",
 
 
+include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/predictor.smk"
 include: "rules/supernet.smk"

@@ -237,6 +237,12 @@ class ResultsLayout:
     def paper(self) -> PaperFiles:
         return PaperFiles(self.root / "paper")
 
+    def root_of(self, path: str | Path, artefact: Path) -> Path:
+        """The results folder `path` lies in, given that `path` is this layout's `artefact` (e.g. a
+        job's actual input path, which a storage plugin may have prefixed)."""
+        depth = len(artefact.relative_to(self.root).parts)
+        return Path(path).parents[depth - 1]
+
     def log(self, rule: str, wildcard: str | None = None) -> Path:
         """A Snakemake job's log: one per rule, or per wildcard value."""
         return self.root / "logs" / (f"{rule}.log" if wildcard is None else f"{rule}/{wildcard}.log")

@@ -158,7 +158,7 @@ def _module_file(module: str) -> Path | None:
 
 
 @cache
-def _imported_modules(module: str) -> frozenset[str]:
+def imported_modules(module: str) -> frozenset[str]:
     """The package modules `module` imports anywhere in its source (functions included)."""
     path = _module_file(module)
     is_package = path.name == "__init__.py"
@@ -186,7 +186,7 @@ def _closure(roots: list[str]) -> set[str]:
         for name in [module, *parents]:
             if name not in seen:
                 seen.add(name)
-                todo.extend(_imported_modules(name))
+                todo.extend(imported_modules(name))
     return seen
 
 

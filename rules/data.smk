@@ -10,9 +10,11 @@ rule prepare_data:
         summary=str(LAYOUT.data_summary),
     log:
         str(LAYOUT.log("prepare_data")),
+    conda:
+        "../environment.yml"
+    threads: 1
     params:
         settings=settings("prepare_data"),
-    threads: 1
     script:
         "../workflow/scripts/prepare_data.py"
 

@@ -2,13 +2,6 @@
 DSNAS_RUN = LAYOUT.dsnas("{target}")
 
 
-def dsnas_inputs(wildcards):
-    inputs = {"data": rules.prepare_data.output.summary}
-    if config["dsnas"]["init"] == "warmup":
-        inputs["init"] = rules.warmup_supernet.output.checkpoint
-    return inputs
-
-
 rule dsnas_search:
     input:
         unpack(dsnas_inputs),
@@ -23,13 +16,15 @@ rule dsnas_search:
         str(LAYOUT.log("dsnas_search", "{target}")),
     benchmark:
         str(LAYOUT.benchmark("dsnas_search", "{target}"))
-    params:
-        settings=settings("dsnas_search"),
-        out_dir=lambda wildcards: str(LAYOUT.dsnas(wildcards.target).dir),
+    conda:
+        "../environment.yml"
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        settings=settings("dsnas_search"),
+        out_dir=run_dir,
     script:
         "../workflow/scripts/dsnas_search.py"
 

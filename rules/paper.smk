@@ -3,18 +3,6 @@
 PAPER = LAYOUT.paper
 
 
-def paper_inputs(wildcards):
-    return {
-        "chosen": expand(rules.search_pareto.output.chosen, method=METHODS),
-        "hypervolume": expand(rules.search_pareto.output.hypervolume, method=METHODS),
-        "front": expand(rules.search_pareto.output.front, method=METHODS),
-        "search": expand(rules.search_pareto.output.summary, method=METHODS),
-        "training": expand(rules.train_supernet.output.summary, method=METHODS),
-        "warmup": rules.warmup_supernet.output.summary,
-        "dsnas": expand(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
-    }
-
-
 rule paper_table:
     input:
         unpack(paper_inputs),
@@ -27,11 +15,13 @@ rule paper_table:
         metrics=str(PAPER.metrics),
     log:
         str(LAYOUT.log("paper_table")),
+    conda:
+        "../environment.yml"
+    threads: 1
     params:
         settings=settings("paper_table"),
-        results_dir=str(LAYOUT.root),
+        results_dir=results_root,
         what="table",
-    threads: 1
     script:
         "../workflow/scripts/report.py"
 
@@ -54,11 +44,13 @@ rule figures:
         curves=str(PAPER.training_curves_data),
     log:
         str(LAYOUT.log("figures")),
+    conda:
+        "../environment.yml"
+    threads: 1
     params:
         settings=settings("figures"),
-        results_dir=str(LAYOUT.root),
+        results_dir=results_root,
         what="figures",
-    threads: 1
     script:
         "../workflow/scripts/report.py"
 
@@ -75,16 +67,21 @@ rule ablation_plot:
         code=stage_code("ablation_plot"),
         space=SPACE_FILE,
     output:
-        report([str(PAPER.ablation("{ablation}", ext)) for ext in FORMATS], category="Ablations"),
+        report(
+            [str(PAPER.ablation("{ablation}", ext)) for ext in FORMATS],
+            category="Ablations",
+        ),
     log:
         str(LAYOUT.log("ablation_plot", "{ablation}")),
-    params:
-        settings=settings("ablation_plot"),
-        results_dir=str(LAYOUT.root),
-        what=lambda wildcards: f"ablation={wildcards.ablation}",
     wildcard_constraints:
         ablation="|".join(ABLATIONS),
+    conda:
+        "../environment.yml"
     threads: 1
+    params:
+        settings=settings("ablation_plot"),
+        results_dir=results_root,
+        what=lambda wildcards: f"ablation={wildcards.ablation}",
     script:
         "../workflow/scripts/report.py"
 

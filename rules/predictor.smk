@@ -16,13 +16,15 @@ rule warmup_supernet:
         str(LAYOUT.log("warmup_supernet")),
     benchmark:
         str(LAYOUT.benchmark("warmup_supernet"))
-    params:
-        settings=settings("warmup_supernet"),
-        out_dir=str(LAYOUT.warmup.dir),
+    conda:
+        "../environment.yml"
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        settings=settings("warmup_supernet"),
+        out_dir=run_dir,
     script:
         "../workflow/scripts/train_supernet.py"
 
@@ -38,11 +40,13 @@ rule sample_predictor_subnets:
         str(LAYOUT.log("sample_predictor_subnets")),
     benchmark:
         str(LAYOUT.benchmark("sample_predictor_subnets"))
-    params:
-        settings=settings("sample_predictor_subnets"),
+    conda:
+        "../environment.yml"
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
+    params:
+        settings=settings("sample_predictor_subnets"),
     script:
         "../workflow/scripts/sample_subnets.py"
 
@@ -59,10 +63,12 @@ rule fit_predictor:
         plot=str(LAYOUT.predictor.plot),
     log:
         str(LAYOUT.log("fit_predictor")),
+    conda:
+        "../environment.yml"
+    threads: 1
     params:
         settings=settings("fit_predictor"),
-        out_dir=str(LAYOUT.predictor.dir),
-    threads: 1
+        out_dir=run_dir,
     script:
         "../workflow/scripts/fit_predictor.py"
 

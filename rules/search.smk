@@ -4,13 +4,6 @@
 SEARCH_RUN = LAYOUT.search("{method}")
 
 
-def search_inputs(wildcards):
-    inputs = {"checkpoint": rules.train_supernet.output.checkpoint.format(method=wildcards.method)}
-    if config["search"]["predictor_prefilter"]:
-        inputs["predictor"] = rules.fit_predictor.output.predictor
-    return inputs
-
-
 rule search_pareto:
     input:
         unpack(search_inputs),
@@ -26,12 +19,14 @@ rule search_pareto:
         str(LAYOUT.log("search_pareto", "{method}")),
     benchmark:
         str(LAYOUT.benchmark("search_pareto", "{method}"))
-    params:
-        settings=settings("search_pareto"),
-        out_dir=lambda wildcards: str(LAYOUT.search(wildcards.method).dir),
+    conda:
+        "../environment.yml"
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
+    params:
+        settings=settings("search_pareto"),
+        out_dir=run_dir,
     script:
         "../workflow/scripts/search_pareto.py"
 

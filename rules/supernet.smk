@@ -3,16 +3,6 @@
 TRAINING_RUN = LAYOUT.supernet("{method}")
 
 
-def method_inputs(wildcards):
-    needs = method_needs(config, wildcards.method)
-    inputs = {"data": rules.prepare_data.output.summary}
-    if needs["warmup"]:
-        inputs["init"] = rules.warmup_supernet.output.checkpoint
-    if needs["predictor"]:
-        inputs["predictor"] = rules.fit_predictor.output.predictor
-    return inputs
-
-
 rule train_supernet:
     input:
         unpack(method_inputs),
@@ -27,13 +17,15 @@ rule train_supernet:
         str(LAYOUT.log("train_supernet", "{method}")),
     benchmark:
         str(LAYOUT.benchmark("train_supernet", "{method}"))
-    params:
-        settings=settings("train_supernet"),
-        out_dir=lambda wildcards: str(LAYOUT.supernet(wildcards.method).dir),
+    conda:
+        "../environment.yml"
     threads: workflow.cores
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        settings=settings("train_supernet"),
+        out_dir=run_dir,
     script:
         "../workflow/scripts/train_supernet.py"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,32 @@ def test_dvc_stage_agrees_with_the_snakemake_dag(dvc_stages, name):
 def test_dvc_yaml_is_generated_from_the_current_workflow_and_config(monkeypatch):
     monkeypatch.chdir(REPO)
     assert (REPO / "dvc.yaml").read_text() == render(), "dvc.yaml is stale: run python scripts/write_dvc_yaml.py"
+
+
+def _rule_names() -> set[str]:
+    return {job.rule.name for job in build_jobs(["all"])} | {"all"}
+
+
+def test_profiles_and_job_scripts_name_existing_rules():
+    rules = _rule_names()
+    for profile in (REPO / "profiles").glob("*/config.yaml"):
+        settings = yaml.safe_load(profile.read_text())
+        for section in ("set-resources", "set-threads"):
+            unknown = set(settings.get(section, {})) - rules
+            assert not unknown, f"{profile}: {section} names rules that do not exist: {unknown}"
+    for script in (REPO / "workflow" / "scripts").glob("*.py"):
+        named = set(re.findall(r"`(\w+)`", script.read_text().split("\n")[0]))
+        assert named and named <= rules, f"{script.name}: its docstring names {named - rules}, not rules"
+
+
+def test_workflow_is_formatted_and_lint_free():
+    formatted = subprocess.run([BIN / "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
+                               capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stderr[-2000:]
+    for config in ("config/config.yaml", "config/tiny.yaml"):
+        lint = subprocess.run([BIN / "snakemake", "--lint", "--configfile", config], cwd=REPO,
+                              capture_output=True, text=True)
+        assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout[-3000:]
 
 
 def test_snakefile_validates_the_config_before_running(tmp_path):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
+from attentivenas import stages
 from attentivenas.config import ConfigError, validate_config
 from attentivenas.stages import (
     STAGES,
@@ -126,3 +128,20 @@ def test_stage_code_is_its_command_import_closure():
         sources = stage_sources(stage)
         assert "attentivenas/pipeline.py" in sources and "attentivenas/__main__.py" in sources
         assert all(path.startswith("attentivenas/") and path.endswith(".py") for path in sources)
+
+
+def test_dependencies_point_one_way():
+    """core -> training/search -> pipeline -> command line and report: nothing imports upwards."""
+    package = Path(stages.__file__).parent
+    modules = [f"attentivenas.{p.relative_to(package).with_suffix('').as_posix().replace('/', '.')}"
+               for p in package.rglob("*.py") if p.name != "__init__.py"]
+    front = {m for m in modules if m.startswith("attentivenas.cli.")} | {"attentivenas.__main__",
+                                                                        "attentivenas.reporting"}
+    pipeline = {"attentivenas.pipeline", "attentivenas.dvcfile"}
+    for module in modules:
+        imported = stages.imported_modules(module)
+        if module not in front | pipeline:
+            assert not imported & (front | pipeline), f"{module} imports {imported & (front | pipeline)}"
+        if module in pipeline:
+            assert not imported & front, f"{module} imports {imported & front}"
+    assert "attentivenas.pipeline" not in stages.imported_modules("attentivenas.reporting")
