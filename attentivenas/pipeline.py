@@ -29,11 +29,9 @@ def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, 
 
 
 def _workflow_path(path: str) -> str:
-    """A path relative to the package's parent, as seen from the working folder (absolute if outside it)."""
-    try:
-        return (PACKAGE.parent.relative_to(Path.cwd().resolve()) / path).as_posix()
-    except ValueError:
-        return (PACKAGE.parent / path).as_posix()
+    """A package file (relative to the package's parent) as the workflow names it: relative when the
+    working folder holds the package (a checkout), else where the imported package lies."""
+    return path if Path(path).is_file() else (PACKAGE.parent / path).as_posix()
 
 
 def stage_code(stage: str) -> list[str]:

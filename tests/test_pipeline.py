@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
@@ -13,7 +15,9 @@ import pytest
 import yaml
 
 from attentivenas.config import load_config, validate_config
+from attentivenas.config import schema as config_schema
 from attentivenas.dvcfile import render
+from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout
 
 REPO = Path(__file__).resolve().parents[1]
 MILESTONE_FILES = {"data": "data.smk", "predictor": "predictor.smk", "supernet": "supernet.smk",
@@ -26,14 +30,18 @@ def build_jobs(targets: list[str], workdir: Path = REPO) -> list:
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=workdir / "Snakefile",
-                                    workdir=workdir)
-        workflow_api.dag(DAGSettings(targets=set(targets), forceall=True))
-        workflow = workflow_api._workflow
-        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
-        workflow._build_dag()
-        return list(workflow.dag.jobs)
+    cwd = Path.cwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
+                                        snakefile=workdir / "Snakefile", workdir=workdir)
+            workflow_api.dag(DAGSettings(targets=set(targets), forceall=True))
+            workflow = workflow_api._workflow
+            workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+            workflow._build_dag()
+            return list(workflow.dag.jobs)
+    finally:
+        os.chdir(cwd)
 
 
 def _entries(stage: dict, key: str) -> list[str]:
@@ -153,42 +161,330 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.slow
-def test_tiny_pipeline_end_to_end_with_dvc_repro(tmp_path):
-    """The tiny config, laid where dvc.yaml expects the default one, through `dvc repro` (one Snakemake
-    target per stage) in a fresh git repository; then both tools report nothing left to do."""
-    work = tmp_path / "project"
+PROJECT_FILES = ["Snakefile", "README.md", "dvc.yaml", "rules", "workflow", "config", "profiles", "data", "scripts",
+                 "attentivenas"]
+MAX_CHECKSUM = 1_000_000_000  # as profiles/default: DVC's relinking of cached outs bumps their mtimes
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory) -> Path:
+    """The tiny config, laid where dvc.yaml expects the default one (dvc.yaml regenerated for it), run
+    through `dvc repro` (one Snakemake target per stage) in a fresh git repository: a finished run."""
+    work = tmp_path_factory.mktemp("tiny") / "project"
     work.mkdir()
-    for name in ["Snakefile", "dvc.yaml", "rules", "workflow", "config", "profiles", "data"]:
+    for name in PROJECT_FILES:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__", "results"))
         else:
             shutil.copy2(source, work / name)
     tiny = load_config(REPO / "config" / "tiny.yaml", overrides={"results_dir": "results/default"})
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    _run([sys.executable, "scripts/write_dvc_yaml.py"], work)
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], work)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], work)
     _run(["dvc", "repro"], work)
+    return work
 
-    paper = work / "results" / "default" / "paper"
-    table = (paper / "pareto_table.md").read_text()
+
+def job_name(job) -> str:
+    wildcards = ",".join(str(v) for v in job.wildcards_dict.values())
+    return f"{job.rule.name}[{wildcards}]" if wildcards else job.rule.name
+
+
+def planned_jobs(workdir: Path, configfile: Path | None = None, targets: tuple[str, ...] = ("all",)) -> set[str]:
+    """The jobs a dry run (`snakemake -n`) plans in `workdir`, in this process (fast: no start-up)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    config = ConfigSettings(configfiles=[configfile or workdir / "config" / "config.yaml"])
+    cwd = Path.cwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=config,
+                                        snakefile=workdir / "Snakefile", workdir=workdir)
+            workflow_api.dag(DAGSettings(targets=set(targets), max_checksum_file_size=MAX_CHECKSUM))
+            workflow = workflow_api._workflow
+            workflow._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
+            workflow._build_dag()
+            return {job_name(job) for job in workflow.dag.needrun_jobs()}
+    finally:
+        os.chdir(cwd)
+
+
+def downstream(workdir: Path, jobs: set[str]) -> set[str]:
+    """`jobs` and every job that consumes their outputs, directly or not, in the full DAG."""
+    all_jobs = build_jobs(["all"], workdir)
+    producer = {str(f): job_name(j) for j in all_jobs for f in j.output}
+    consumers: dict[str, set[str]] = {}
+    for job in all_jobs:
+        for path in map(str, job.input):
+            if path in producer:
+                consumers.setdefault(producer[path], set()).add(job_name(job))
+    result, todo = set(), list(jobs)
+    while todo:
+        name = todo.pop()
+        if name not in result:
+            result.add(name)
+            todo.extend(consumers.get(name, ()))
+    return result
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end_with_dvc_repro(tiny_project):
+    """The finished tiny run has every artefact; then both tools report nothing left to do."""
+    work = tiny_project
+    tiny = load_config(work / "config" / "config.yaml")
+    paper = ResultsLayout(work / tiny["results_dir"]).paper
+    table = paper.table_markdown.read_text()
     for method in tiny["methods"]:
-        assert method in (paper / "pareto_table.csv").read_text()
+        assert method in paper.table_csv.read_text()
     assert "DSNAS" in table
-    for figure in ("pareto_fronts", "accuracy_by_flops_bin", "predictor_rank", "training_curves"):
-        assert (paper / "figures" / f"{figure}.png").stat().st_size > 1000
-    for ablation in ("sampler", "estimator", "k"):
-        assert (paper / "ablations" / f"{ablation}.pdf").is_file()
+    for figure in FIGURES:
+        assert paper.figure(figure, "png").stat().st_size > 1000
+    for ablation in ABLATIONS:
+        assert paper.ablation(ablation, "pdf").is_file()
     assert (work / "dvc.lock").is_file()
 
     nothing_to_do = _run(["snakemake", "-n", "pareto_table", "ablation_plots"], work)
     assert "Nothing to be done" in nothing_to_do.stdout + nothing_to_do.stderr
+    assert planned_jobs(work) == set()
     status = _run(["dvc", "status"], work)
     assert "up to date" in status.stdout
 
-    (paper / "ablations" / "k.png").unlink()
-    _run(["snakemake", "--cores", "1", f"{paper.relative_to(work)}/ablations/k.png"], work)
-    assert (paper / "ablations" / "k.png").is_file()
+    paper.ablation("k", "png").unlink()
+    _run(["snakemake", "--cores", "1", str(paper.ablation("k", "png").relative_to(work))], work)
+    assert paper.ablation("k", "png").is_file()
+
+
+# -- every config key reruns exactly the stages that read it ----------------------------------------
+
+EVERYTHING = {"prepare_data"}
+TRAINED = {"warmup_supernet", "train_supernet", "dsnas_search"}
+EVALUATED = TRAINED | {"sample_predictor_subnets", "search_pareto"}
+REPORT = {"paper_table", "figures", "ablation_plot"}
+ATTENTIVE = "train_supernet[attentive_bestup_loss,attentive_worstup_loss,attentive_bestup_predictor]"
+METHOD = "attentive_bestup_loss"
+WARMUP_KEY = "epochs"  # the representative key of `warmup` and of a method's `training` (the same schema)
+
+STAGES_OF_KEY = {
+    # key: the stages (all their jobs, or the jobs named in brackets) whose settings it changes; the test
+    # adds every job downstream. A new schema key without an entry here fails the walk.
+    "seed": EVALUATED | {"fit_predictor"},
+    "space": EVERYTHING,
+    "resolution_mode": EVALUATED,
+    "device": EVALUATED,
+    "results_dir": EVERYTHING,
+    **{f"data.{key}": EVERYTHING for key in ("dataset", "source", "search_holdout", "split_seed", "num_workers")},
+    **{f"data.augmentation.{key}": EVERYTHING for key in ("random_crop_padding", "horizontal_flip",
+                                                          "random_resized_crop", "autoaugment")},
+    "supernet.dropout": TRAINED,
+    "supernet.drop_connect": TRAINED,
+    **{f"training.{key}": {"warmup_supernet", "train_supernet"} for key in (
+        "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "momentum", "nesterov", "weight_decay",
+        "warmup_epochs", "label_smoothing", "grad_clip_value", "bn_momentum", "checkpoint_every_steps",
+        "log_every_steps", "validate_images", "processes")},
+    "training.epochs": {"train_supernet"},  # the tiny warm-up sets its own epochs
+    "training.init": {"train_supernet"},  # likewise its own init
+    **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries")},
+    f"warmup.{WARMUP_KEY}": {"warmup_supernet"},
+    **{f"methods.*.{key}": {f"train_supernet[{METHOD}]"} | REPORT for key in ("mode", "k")},  # they make the label
+    "methods.*.sampler": {f"train_supernet[{METHOD}]"} | REPORT,
+    "methods.*.estimator": {f"train_supernet[{METHOD}]"} | REPORT,
+    "methods.*.label": REPORT,
+    f"methods.*.training.{WARMUP_KEY}": {f"train_supernet[{METHOD}]"},
+    **{f"evaluation.{key}": EVALUATED for key in ("calibration_images", "calibration_batch_size", "batch_size")},
+    "predictor.num_subnets": {"sample_predictor_subnets"},
+    **{f"predictor.{key}": {"fit_predictor"} for key in ("holdout_fraction", "model", "params", "flops_bins")},
+    **{f"search.{key}": {"search_pareto"} for key in (
+        "population", "generations", "mutations_per_generation", "crossovers_per_generation", "mutation_prob",
+        "buckets", "max_tries", "predictor_prefilter", "targets_mflops")},
+    "dsnas.enabled": REPORT,  # the DSNAS jobs leave the DAG; the report drops them
+    "dsnas.targets_mflops": {"dsnas_search[2]"} | REPORT,  # 2.5 -> 2: one new run
+    "dsnas.init": {"dsnas_search"} | REPORT,  # the report adds the warm-up's compute to DSNAS
+    **{f"dsnas.{key}": {"dsnas_search"} for key in (
+        "epochs", "max_steps_per_epoch", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
+        "label_smoothing", "arch_lr", "arch_betas", "fix_margin", "flops_penalty", "warmup_epochs")},
+    "report.formats": {"figures", "ablation_plot"},
+}
+NEW_VALUES = {  # keys whose next valid value the schema alone cannot give
+    "space": "fmnist-copy.yaml",
+    "results_dir": "results/other",
+    "data.source": "data/fashion-mnist/fmnist-10k-2k.npz",
+    "data.search_holdout": 0.25,
+    "methods.*.label": "renamed",
+    "predictor.params": {"n_estimators": 5, "max_depth": 5},
+    "search.targets_mflops": [1.0, 2.0],
+    "dsnas.targets_mflops": [1.0, 2.0],
+    "dsnas.arch_betas": [0.6, 0.999],
+    "report.formats": ["png"],
+}
+
+
+def schema_leaves(node: dict, prefix: str = "") -> list[str]:
+    """Every leaf key of the config schema; `methods.*` stands for any method, a training override
+    (`warmup`, `methods.*.training`) for its representative key."""
+    if "$ref" in node:
+        return [f"{prefix}.{WARMUP_KEY}"]
+    if "properties" in node:
+        return [leaf for key, child in node["properties"].items()
+                for leaf in schema_leaves(child, f"{prefix}.{key}" if prefix else key)]
+    if isinstance(node.get("additionalProperties"), dict):
+        return schema_leaves(node["additionalProperties"], f"{prefix}.*")
+    return [prefix]
+
+
+def _path(key: str) -> list[str]:
+    return [METHOD if part == "*" else part for part in key.split(".")]
+
+
+def _leaf_schema(key: str) -> dict:
+    node = config_schema()
+    for part in key.split("."):
+        if "$ref" in node:
+            node = config_schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    return node
+
+
+def new_value(key: str, old):
+    """Another valid value for `key` than `old`."""
+    if key in NEW_VALUES:
+        return NEW_VALUES[key]
+    rule = _leaf_schema(key)
+    if "enum" in rule:
+        return next(v for v in rule["enum"] if v != old)
+    if isinstance(old, bool):
+        return not old
+    if old is None:
+        return 2
+    if isinstance(old, int):
+        return old - 1 if "maximum" in rule and old + 1 > rule["maximum"] else old + 1
+    if isinstance(old, float):
+        return old / 2 if old else 0.1
+    raise AssertionError(f"config key {key!r}: give a new value in NEW_VALUES")
+
+
+def _expand(workdir: Path, stages: set[str]) -> set[str]:
+    """Stage names to job names: `stage` means each of its jobs, `stage[a,b]` the jobs named."""
+    all_jobs = {job_name(j) for j in build_jobs(["all"], workdir)}
+    jobs = set()
+    for stage in stages:
+        name, _, wildcards = stage.partition("[")
+        if wildcards:
+            jobs |= {f"{name}[{w}]" for w in wildcards.rstrip("]").split(",")}
+        else:
+            jobs |= {j for j in all_jobs if j.split("[")[0] == name}
+    return jobs
+
+
+def test_every_schema_key_has_an_entry():
+    leaves = schema_leaves(config_schema())
+    assert set(leaves) == set(STAGES_OF_KEY), (
+        f"schema keys without an entry: {sorted(set(leaves) - set(STAGES_OF_KEY))}; entries for keys that are "
+        f"not in the schema: {sorted(set(STAGES_OF_KEY) - set(leaves))}")
+
+
+@pytest.mark.slow
+def test_each_config_key_plans_exactly_the_stages_that_read_it(tiny_project, tmp_path):
+    work = tiny_project
+    resolved = load_config(work / "config" / "config.yaml")
+    (work / "fmnist-copy.yaml").write_text((REPO / "attentivenas" / "spaces" / "fmnist.yaml").read_text())
+    all_jobs = {job_name(j) for j in build_jobs(["all"], work)}
+    wrong = {}
+    for key in schema_leaves(config_schema()):
+        changed = copy.deepcopy(resolved)
+        *parents, leaf = _path(key)
+        node = changed
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = new_value(key, node.get(leaf, resolved["training"].get(leaf)))
+        path = tmp_path / "changed.yaml"
+        path.write_text(yaml.safe_dump(changed, sort_keys=False))
+        if key == "results_dir":
+            expected = all_jobs
+        elif key == "dsnas.enabled":
+            expected = _expand(work, STAGES_OF_KEY[key])
+        else:
+            expected = downstream(work, _expand(work, STAGES_OF_KEY[key]))
+        planned = planned_jobs(work, path)
+        if planned != expected:
+            wrong[key] = {"unexpected": sorted(planned - expected), "missing": sorted(expected - planned)}
+    assert not wrong, f"dry runs planned other jobs than the table says: {wrong}"
+
+
+@pytest.mark.slow
+def test_key_order_and_comments_plan_nothing_and_a_label_only_the_report(tiny_project, tmp_path):
+    work = tiny_project
+    resolved = load_config(work / "config" / "config.yaml")
+
+    def reordered(value):
+        return {k: reordered(value[k]) for k in reversed(list(value))} if isinstance(value, dict) else value
+
+    path = tmp_path / "reordered.yaml"
+    path.write_text("# the same values, keys in reverse order\n" + yaml.safe_dump(reordered(resolved), sort_keys=False))
+    assert planned_jobs(work, path) == set()
+    labelled = copy.deepcopy(resolved)
+    labelled["methods"]["bignas"]["label"] = "BigNAS, renamed"
+    path.write_text(yaml.safe_dump(labelled))
+    assert {j.split("[")[0] for j in planned_jobs(work, path)} == REPORT
+
+
+@pytest.mark.slow
+def test_editing_package_code_reruns_the_stages_that_import_it(tiny_project):
+    work = tiny_project
+    edits = {"attentivenas/training.py": TRAINED,  # DSNAS borrows the optimizer from it
+             "attentivenas/reporting.py": REPORT | {"fit_predictor"},  # which draws the predictor's plot
+             "README.md": set()}
+    for name, stages in edits.items():
+        path = work / name
+        text = path.read_text() if path.is_file() else ""
+        stat = path.stat() if path.is_file() else None
+        try:
+            path.write_text(text + "\n# edited\n")
+            assert planned_jobs(work) == downstream(work, _expand(work, stages)), name
+        finally:
+            path.write_text(text)
+            if stat is not None:
+                os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(work) == set()
+
+
+DVC_STAGES_OF_KEY = {
+    "seed": {"predictor", "supernet", "search", "dsnas"},
+    "supernet.dropout": {"predictor", "supernet", "dsnas"},
+    "resolution_mode": {"predictor", "supernet", "search", "dsnas"},
+    "methods.bignas.label": {"paper"},
+}
+
+
+@pytest.mark.slow
+def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
+    work = tiny_project
+    config_file = work / "config" / "config.yaml"
+    original = config_file.read_text()
+    changes = {"seed": 1, "supernet.dropout": 0.1, "resolution_mode": "crop", "methods.bignas.label": "renamed"}
+    try:
+        for key, value in changes.items():
+            changed = yaml.safe_load(original)
+            *parents, leaf = key.split(".")
+            node = changed
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+            config_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+            status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
+            assert set(status) == DVC_STAGES_OF_KEY[key], key
+    finally:
+        config_file.write_text(original)
+    training = work / "attentivenas" / "training.py"
+    text = training.read_text()
+    try:
+        training.write_text(text + "\n# edited\n")
+        status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
+        assert set(status) == {"predictor", "supernet", "dsnas"}
+    finally:
+        training.write_text(text)
+    assert json.loads(_run(["dvc", "status", "--json"], work).stdout) == {}
