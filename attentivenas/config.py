@@ -58,6 +58,17 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "<top level>"
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    """The validator's message, or for a name or path the schema restricts, what is allowed."""
+    if error.validator in ("pattern", "not"):
+        rule: Any = schema()
+        for part in list(error.schema_path)[:-1]:
+            rule = rule[part]
+        if isinstance(rule, dict) and "description" in rule:
+            return f"{error.instance!r} is not allowed here: {rule['description']}"
+    return error.message
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """A copy of `config` with defaults filled in; raises ConfigError naming the first bad key."""
     filled = copy.deepcopy(config) if config is not None else {}
@@ -73,7 +84,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
             prefix = "" if not error.absolute_path else _key_path(error) + "."
             raise ConfigError(f"{source}: config key '{prefix}{unknown[0]}' is not known; allowed keys here: "
                               f"{', '.join(allowed)}")
-        raise ConfigError(f"{source}: config key '{_key_path(error)}': {error.message}")
+        raise ConfigError(f"{source}: config key '{_key_path(error)}': {_message(error)}")
     try:
         space = SearchSpace.load(filled["space"])
     except SpaceError as err:

@@ -48,3 +48,22 @@ def test_load_config_file_and_overrides(tmp_path, tiny_config_dict):
     path.write_text("space: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"methods": {"../../../tmp/escape": {"sampler": "uniform"}}}, "methods"),
+    ({"methods": {"x y; rm -rf": {"sampler": "uniform"}}}, "methods"),
+    ({"methods": {"dsnas": {"sampler": "uniform"}}}, "methods"),
+    ({"results_dir": "/tmp/elsewhere"}, "results_dir"),
+    ({"results_dir": "results/../../escape"}, "results_dir"),
+    ({"results_dir": "results/with space"}, "results_dir"),
+])
+def test_names_and_paths_that_could_leave_the_results_folder_are_refused(tiny_config_dict, change, key):
+    with pytest.raises(ConfigError, match=f"'{key}'.*is not allowed here: .*letters, digits"):
+        validate_config({**tiny_config_dict, **change})
+
+
+def test_safe_names_and_relative_results_folders_pass(tiny_config_dict):
+    config = validate_config({**tiny_config_dict, "results_dir": "results/run-2.b/",
+                              "methods": {"Att_k3-v2": {"sampler": "uniform"}}})
+    assert list(config["methods"]) == ["Att_k3-v2"]
