@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
-from attentivenas.config import ConfigError, load_config, training_settings, validate_config
+from attentivenas.config import ConfigError, load_config, schema, training_settings, validate_config
+from attentivenas.config_docs import render as render_config_readme
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_filled(tiny_config_dict):
@@ -67,3 +72,22 @@ def test_safe_names_and_relative_results_folders_pass(tiny_config_dict):
     config = validate_config({**tiny_config_dict, "results_dir": "results/run-2.b/",
                               "methods": {"Att_k3-v2": {"sampler": "uniform"}}})
     assert list(config["methods"]) == ["Att_k3-v2"]
+
+
+def test_every_schema_key_has_a_description():
+    def missing(node: dict, prefix: str) -> list[str]:
+        found = [prefix] if prefix and "description" not in node else []
+        for key, child in node.get("properties", {}).items():
+            found += missing(child, f"{prefix}.{key}" if prefix else key)
+        if isinstance(node.get("additionalProperties"), dict):
+            found += missing(node["additionalProperties"], f"{prefix}.<name>")
+        return found
+
+    assert missing(schema(), "") == []
+
+
+def test_config_readme_is_generated_from_the_current_schema():
+    text = (REPO / "config" / "README.md").read_text()
+    assert text == render_config_readme(), "config/README.md is stale: run python scripts/write_config_readme.py"
+    for key in ("`seed`", "`training.lr`", "`methods.<name>.label`", "`dsnas.fix_margin`", "`report.formats`"):
+        assert key in text
