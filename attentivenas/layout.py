@@ -34,6 +34,11 @@ class TrainingRunFiles:
         return self.dir / "resume.pt"
 
     @property
+    def timings(self) -> Path:
+        """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
+        return self.dir / "timings.json"
+
+    @property
     def summary(self) -> Path:
         return self.dir / "summary.json"
 
@@ -73,6 +78,11 @@ class DsnasRunFiles:
         return self.dir / "child.json"
 
     @property
+    def timings(self) -> Path:
+        """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
+        return self.dir / "timings.json"
+
+    @property
     def summary(self) -> Path:
         return self.dir / "summary.json"
 
@@ -102,6 +112,11 @@ class SearchRunFiles:
     @property
     def hypervolume(self) -> Path:
         return self.dir / "hypervolume.json"
+
+    @property
+    def timings(self) -> Path:
+        """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
+        return self.dir / "timings.json"
 
     @property
     def summary(self) -> Path:

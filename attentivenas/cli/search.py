@@ -8,7 +8,6 @@ chosen model evaluated once on the test split), hypervolume.json and summary.jso
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from attentivenas.errors import UserInputError
 from attentivenas.evaluation import EvalResult
 from attentivenas.export import export_subnet
 from attentivenas.flops import flops_range
-from attentivenas.io import write_csv, write_json
+from attentivenas.io import atomic_write_bytes, write_csv, write_json
+from attentivenas.layout import SearchRunFiles
 from attentivenas.predictor import load_predictor
-from attentivenas.run_loop import TIMINGS_FILE
 from attentivenas.search import (
     EvolutionarySearch,
     candidate_row,
@@ -68,19 +67,21 @@ def run(args: argparse.Namespace) -> int:
     front = pareto_front(candidates)
     chosen = choose_at_targets(candidates, settings["targets_mflops"])
 
-    out_dir = Path(args.out_dir)
-    write_csv(out_dir / "evaluated.csv", [candidate_row(c) for c in candidates])
-    write_csv(out_dir / "front.csv", [candidate_row(c) for c in front])
+    files = SearchRunFiles(Path(args.out_dir))
+    write_csv(files.evaluated, [candidate_row(c) for c in candidates])
+    write_csv(files.front, [candidate_row(c) for c in front])
     test_evaluator = stage.evaluator("test")
     tested: dict[Subnet, tuple[Path, EvalResult]] = {}
     rows = []
     for name, target, candidate in chosen:
-        write_json(out_dir / "chosen" / f"{name}.json",
+        write_json(files.chosen_subnet(name),
                    {**candidate.subnet.to_dict(), "mflops": candidate.mflops, "params_m": candidate.params_m,
                     "top1_search": candidate.top1, "target_mflops": target})
-        model_dir = out_dir / "chosen" / name
+        model_dir = files.chosen_model(name)
         if candidate.subnet in tested:
-            shutil.copytree(tested[candidate.subnet][0], model_dir, dirs_exist_ok=True)
+            source = tested[candidate.subnet][0]
+            for path in sorted(p for p in source.rglob("*") if p.is_file()):
+                atomic_write_bytes(model_dir / path.relative_to(source), path.read_bytes())
         else:
             tested[candidate.subnet] = (model_dir, export_subnet(supernet, candidate.subnet, test_evaluator,
                                                                  model_dir))
@@ -88,26 +89,26 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"name": name, "target": target, "subnet": candidate.subnet.to_json(),
                      "mflops": candidate.mflops, "params_m": candidate.params_m,
                      "top1_search": candidate.top1, "top1_test": result.top1})
-    write_csv(out_dir / "chosen.csv", rows)
+    write_csv(files.chosen, rows)
 
     window, floor = space.hypervolume_window, space.hypervolume_top1_floor
     chosen_hv = hypervolume([(r["mflops"], r["top1_test"]) for r in rows], window, floor)
     front_hv = hypervolume([(c.mflops, c.top1) for c in front], window, floor)
-    write_json(out_dir / "hypervolume.json", {
+    write_json(files.hypervolume, {
         "reference_point": chosen_hv.as_dict()["reference_point"], "window_mflops": list(window),
         "top1_floor": floor, "normalized_by": "window width x (100 - top1_floor)",
         "chosen_test": chosen_hv.as_dict(), "front_search": front_hv.as_dict()})
-    write_json(out_dir / "summary.json", {
+    write_json(files.summary, {
         "evaluated": len(candidates), "generations": max(c.generation for c in candidates),
         "front_size": len(front), "chosen_distinct": len(tested),
         "predictor_prefilter": predictor is not None,
         "images_processed": search_evaluator.images_processed + test_evaluator.images_processed})
-    write_json(out_dir / TIMINGS_FILE, {
+    write_json(files.timings, {
         "wall_seconds": round(time.perf_counter() - start, 3),
         "calibration_seconds": round(search_evaluator.calibration_seconds + test_evaluator.calibration_seconds, 3),
         "measure_seconds": round(search_evaluator.measure_seconds + test_evaluator.measure_seconds, 3)})
     print(f"{len(candidates)} subnets evaluated, front of {len(front)}; hypervolume (normalized) "
-          f"search front {front_hv.normalized:.4f}, chosen on test {chosen_hv.normalized:.4f} -> {out_dir}")
+          f"search front {front_hv.normalized:.4f}, chosen on test {chosen_hv.normalized:.4f} -> {files.dir}")
     for row in rows:
         print(f"  {row['name']}: <= {row['target']:g} MFLOPs: {row['mflops']:.3f} MFLOPs, "
               f"top-1 search {row['top1_search']:.2f}%, test {row['top1_test']:.2f}%")
