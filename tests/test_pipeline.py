@@ -435,7 +435,7 @@ def test_key_order_and_comments_plan_nothing_and_a_label_only_the_report(tiny_pr
 @pytest.mark.slow
 def test_editing_package_code_reruns_the_stages_that_import_it(tiny_project):
     work = tiny_project
-    edits = {"attentivenas/training.py": TRAINED,  # DSNAS borrows the optimizer from it
+    edits = {"attentivenas/training.py": {"warmup_supernet", "train_supernet"},
              "attentivenas/reporting.py": REPORT | {"fit_predictor"},  # which draws the predictor's plot
              "README.md": set()}
     for name, stages in edits.items():
@@ -484,7 +484,7 @@ def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
     try:
         training.write_text(text + "\n# edited\n")
         status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
-        assert set(status) == {"predictor", "supernet", "dsnas"}
+        assert set(status) == {"predictor", "supernet"}
     finally:
         training.write_text(text)
     assert json.loads(_run(["dvc", "status", "--json"], work).stdout) == {}
