@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -488,3 +490,88 @@ def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
     finally:
         training.write_text(text)
     assert json.loads(_run(["dvc", "status", "--json"], work).stdout) == {}
+
+
+# -- runtime files: dry runs, a refused second run and interrupts leave nothing half-written --------
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _results(work: Path) -> Path:
+    return work / load_config(work / "config" / "config.yaml")["results_dir"]
+
+
+def _start(work: Path, *targets: str) -> subprocess.Popen:
+    """`snakemake --cores 1 TARGETS` in its own process group, as a terminal would run it."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.Popen([BIN / "snakemake", "--cores", "1", *targets], cwd=work, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(condition, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the job to start"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_dry_run_writes_nothing(tiny_project):
+    results = _results(tiny_project)
+    before = snapshot(results)
+    _run(["snakemake", "-n", "all"], tiny_project)
+    _run(["snakemake", "-n", "all", "--configfile", "config/config.yaml", "--config", "seed=3"], tiny_project)
+    assert snapshot(results) == before
+
+
+@pytest.mark.slow
+def test_a_second_run_the_lock_refuses_touches_nothing(tiny_project):
+    work, results = tiny_project, _results(tiny_project)
+    layout = ResultsLayout(results)
+    target = layout.paper.ablation("k", "png")
+    outputs = [layout.paper.ablation("k", fmt) for fmt in ("png", "pdf")]
+    target.unlink()
+    first = _start(work, str(target.relative_to(work)))
+    try:
+        _wait_for(lambda: any((work / ".snakemake" / "locks").glob("*")))
+        before = snapshot(results)
+        second = subprocess.run([BIN / "snakemake", "--cores", "1", "all"], cwd=work, capture_output=True,
+                                text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+        assert second.returncode != 0
+        assert "cannot be locked" in (second.stdout + second.stderr).lower()
+        after = snapshot(results)
+        first_job = {str(p.relative_to(results)) for p in (*outputs, layout.log("ablation_plot", "k"))}
+        assert {k: v for k, v in after.items() if k not in first_job} == {
+            k: v for k, v in before.items() if k not in first_job}, "the refused run changed the results"
+    finally:
+        assert first.wait(timeout=600) == 0, first.stdout.read()[-3000:]
+    assert target.is_file() and planned_jobs(work) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_job_leaves_no_truncated_output(tiny_project, signal_number):
+    """Ctrl-C (SIGINT to the process group) or SIGKILL while a job writes: every output is absent or
+    whole, and the next run redoes the job."""
+    work, results = tiny_project, _results(tiny_project)
+    layout = ResultsLayout(results)
+    outputs = [layout.paper.ablation("k", fmt) for fmt in load_config(work / "config" / "config.yaml")[
+        "report"]["formats"]]
+    for path in outputs:
+        path.unlink()
+    log = layout.log("ablation_plot", "k")
+    log.unlink(missing_ok=True)
+    run = _start(work, *(str(p.relative_to(work)) for p in outputs))
+    _wait_for(log.is_file)
+    os.killpg(run.pid, signal_number)
+    run.wait(timeout=120)
+    for path in outputs:
+        if path.is_file():
+            header = path.read_bytes()[:8]
+            assert header.startswith(b"\x89PNG") or header.startswith(b"%PDF"), f"{path} is truncated"
+    redo = _run(["snakemake", "-n", *(str(p.relative_to(work)) for p in outputs)], work)
+    assert "ablation_plot" in redo.stdout
+    _run(["snakemake", "--cores", "1", *(str(p.relative_to(work)) for p in outputs)], work)
+    assert all(p.is_file() for p in outputs) and planned_jobs(work) == set()
