@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,9 @@ def test_config_readme_is_generated_from_the_current_schema():
     assert text == render_config_readme(), "config/README.md is stale: run python scripts/write_config_readme.py"
     for key in ("`seed`", "`training.lr`", "`methods.<name>.label`", "`dsnas.fix_margin`", "`report.formats`"):
         assert key in text
+
+
+def test_the_readme_generator_command_checks_currency():
+    result = subprocess.run([sys.executable, "scripts/write_config_readme.py", "--check"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "is current" in result.stdout

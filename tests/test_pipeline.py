@@ -96,6 +96,12 @@ def test_dvc_yaml_is_generated_from_the_current_workflow_and_config(monkeypatch)
     assert (REPO / "dvc.yaml").read_text() == render(), "dvc.yaml is stale: run python scripts/write_dvc_yaml.py"
 
 
+def test_the_dvc_yaml_generator_command_checks_currency():
+    result = subprocess.run([sys.executable, "scripts/write_dvc_yaml.py", "--check"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "is current" in result.stdout
+
+
 def _rule_names() -> set[str]:
     return {job.rule.name for job in build_jobs(["all"])} | {"all"}
 
