@@ -169,8 +169,8 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-PROJECT_FILES = ["Snakefile", "README.md", "dvc.yaml", "rules", "workflow", "config", "profiles", "data", "scripts",
-                 "attentivenas"]
+PROJECT_FILES = ["Snakefile", "README.md", "environment.yml", "requirements.txt", "dvc.yaml", "rules", "workflow",
+                 "config", "profiles", "data", "scripts", "attentivenas"]
 MAX_CHECKSUM = 1_000_000_000  # as profiles/default: DVC's relinking of cached outs bumps their mtimes
 
 
