@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -222,8 +223,9 @@ def planned_jobs(workdir: Path, configfile: Path | None = None, targets: tuple[s
         os.chdir(cwd)
 
 
-def downstream(workdir: Path, jobs: set[str]) -> set[str]:
-    """`jobs` and every job that consumes their outputs, directly or not, in the full DAG."""
+@functools.cache
+def job_graph(workdir: Path) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """Every job of the project's full DAG, and each job's direct consumers."""
     all_jobs = build_jobs(["all"], workdir)
     producer = {str(f): job_name(j) for j in all_jobs for f in j.output}
     consumers: dict[str, set[str]] = {}
@@ -231,6 +233,12 @@ def downstream(workdir: Path, jobs: set[str]) -> set[str]:
         for path in map(str, job.input):
             if path in producer:
                 consumers.setdefault(producer[path], set()).add(job_name(job))
+    return frozenset(map(job_name, all_jobs)), {k: frozenset(v) for k, v in consumers.items()}
+
+
+def downstream(workdir: Path, jobs: set[str]) -> set[str]:
+    """`jobs` and every job that consumes their outputs, directly or not, in the full DAG."""
+    consumers = job_graph(workdir)[1]
     result, todo = set(), list(jobs)
     while todo:
         name = todo.pop()
@@ -377,7 +385,7 @@ def new_value(key: str, old):
 
 def _expand(workdir: Path, stages: set[str]) -> set[str]:
     """Stage names to job names: `stage` means each of its jobs, `stage[a,b]` the jobs named."""
-    all_jobs = {job_name(j) for j in build_jobs(["all"], workdir)}
+    all_jobs = job_graph(workdir)[0]
     jobs = set()
     for stage in stages:
         name, _, wildcards = stage.partition("[")
@@ -400,7 +408,7 @@ def test_each_config_key_plans_exactly_the_stages_that_read_it(tiny_project, tmp
     work = tiny_project
     resolved = load_config(work / "config" / "config.yaml")
     (work / "fmnist-copy.yaml").write_text((REPO / "attentivenas" / "spaces" / "fmnist.yaml").read_text())
-    all_jobs = {job_name(j) for j in build_jobs(["all"], work)}
+    all_jobs = job_graph(work)[0]
     wrong = {}
     for key in schema_leaves(config_schema()):
         changed = copy.deepcopy(resolved)
