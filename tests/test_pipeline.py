@@ -299,11 +299,10 @@ STAGES_OF_KEY = {
     "supernet.dropout": TRAINED,
     "supernet.drop_connect": TRAINED,
     **{f"training.{key}": {"warmup_supernet", "train_supernet"} for key in (
-        "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "momentum", "nesterov", "weight_decay",
-        "warmup_epochs", "label_smoothing", "grad_clip_value", "bn_momentum", "checkpoint_every_steps",
-        "log_every_steps", "validate_images", "processes")},
-    "training.epochs": {"train_supernet"},  # the tiny warm-up sets its own epochs
-    "training.init": {"train_supernet"},  # likewise its own init
+        "epochs", "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
+        "nesterov", "weight_decay", "warmup_epochs", "warmup_start_factor", "label_smoothing", "grad_clip_value",
+        "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes")},
+    "training.init": {"train_supernet"},  # the tiny warm-up sets its own init
     **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries")},
     f"warmup.{WARMUP_KEY}": {"warmup_supernet"},
     **{f"methods.*.{key}": {f"train_supernet[{METHOD}]"} | REPORT for key in ("mode", "k")},  # they make the label
@@ -321,8 +320,9 @@ STAGES_OF_KEY = {
     "dsnas.targets_mflops": {"dsnas_search[2]"} | REPORT,  # 2.5 -> 2: one new run
     "dsnas.init": {"dsnas_search"} | REPORT,  # the report adds the warm-up's compute to DSNAS
     **{f"dsnas.{key}": {"dsnas_search"} for key in (
-        "epochs", "max_steps_per_epoch", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
-        "label_smoothing", "arch_lr", "arch_betas", "fix_margin", "flops_penalty", "warmup_epochs")},
+        "epochs", "max_steps_per_epoch", "batch_size", "lr", "lr_scaling", "momentum", "nesterov", "weight_decay",
+        "label_smoothing", "arch_lr", "arch_betas", "fix_margin", "flops_penalty", "warmup_epochs",
+        "checkpoint_every_steps")},
     "report.formats": {"figures", "ablation_plot"},
 }
 NEW_VALUES = {  # keys whose next valid value the schema alone cannot give
