@@ -164,8 +164,8 @@ def test_two_process_ddp_run_keeps_ranks_identical(tiny, tmp_path, capsys):
     config = tiny(validated=False, training={"processes": 2, "epochs": 1, "max_steps_per_epoch": 2})
     config_path.write_text(yaml.safe_dump(config))
     out = tmp_path / "ddp"
-    args = argparse.Namespace(config=str(config_path), run="bestup", out_dir=str(out), init_from=None,
-                              predictor=None, threads=2)
+    args = argparse.Namespace(config=str(config_path), settings=None, run="bestup", out_dir=str(out),
+                              init_from=None, predictor=None, threads=2)
     result = subprocess.run(relaunch_command(args, 2), capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_json(out / "summary.json")
@@ -179,8 +179,8 @@ def test_two_process_ddp_run_keeps_ranks_identical(tiny, tmp_path, capsys):
 
 
 def test_relaunch_passes_every_flag_through_torchrun():
-    args = argparse.Namespace(config="c.yaml", run="attentive_bestup", out_dir="out", init_from="warm.pt",
-                              predictor="p.pkl", threads=4)
+    args = argparse.Namespace(config="c.yaml", settings=None, run="attentive_bestup", out_dir="out",
+                              init_from="warm.pt", predictor="p.pkl", threads=4)
     command = relaunch_command(args, 3)
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     parsed = get_args_parser().parse_args(command[3:])
@@ -189,6 +189,8 @@ def test_relaunch_passes_every_flag_through_torchrun():
     assert parsed.training_script_args == ["train", "--config", "c.yaml", "--run", "attentive_bestup",
                                            "--out-dir", "out", "--init-from", "warm.pt", "--predictor", "p.pkl",
                                            "--threads", "4"]
+    settings = argparse.Namespace(**{**vars(args), "config": None, "settings": '{"seed": 0}'})
+    assert relaunch_command(settings, 3)[-12:-10] == ["--settings", '{"seed": 0}']
 
 
 def _cli_error(tmp_path, capsys, config: dict, *args: str) -> str:

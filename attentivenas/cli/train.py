@@ -34,9 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def relaunch_command(args: argparse.Namespace, processes: int) -> list[str]:
     # `--` keeps torchrun's parser off our flags (it reads `--run` as an abbreviation of its `--run-path`)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(processes), "-m", "--", "attentivenas", "train", "--run", args.run, "--out-dir", args.out_dir]
-    for flag, value in (("--config", args.config), ("--settings", args.settings), ("--init-from", args.init_from),
-                        ("--predictor", args.predictor), ("--threads", args.threads)):
+               str(processes), "-m", "--", "attentivenas", "train"]
+    command += ["--config", args.config] if args.config is not None else ["--settings", args.settings]
+    command += ["--run", args.run, "--out-dir", args.out_dir]
+    for flag, value in (("--init-from", args.init_from), ("--predictor", args.predictor),
+                        ("--threads", args.threads)):
         if value is not None:
             command += [flag, str(value)]
     return command
