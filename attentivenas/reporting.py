@@ -188,7 +188,8 @@ def save_figure(figure: plt.Figure, stem: Path, formats: Sequence[str]) -> None:
     """Save atomically once per format (png, pdf) beside `stem`, then free the figure."""
     for fmt in formats:
         buffer = io.BytesIO()
-        figure.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight")
+        metadata = {"CreationDate": None} if fmt == "pdf" else None  # no timestamp: the same bytes every run
+        figure.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
         atomic_write_bytes(stem.with_suffix(f".{fmt}"), buffer.getvalue())
     plt.close(figure)
 

@@ -476,6 +476,13 @@ DVC_STAGES_OF_KEY = {
 }
 
 
+def stages_to_rerun(work: Path) -> set[str]:
+    """The DVC stages whose params or deps changed (`dvc status`; regenerated outs are not a cause)."""
+    status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
+    return {stage for stage, changes in status.items()
+            if any(isinstance(c, dict) and {"changed params", "changed deps"} & set(c) for c in changes)}
+
+
 @pytest.mark.slow
 def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
     work = tiny_project
@@ -491,19 +498,17 @@ def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
                 node = node[part]
             node[leaf] = value
             config_file.write_text(yaml.safe_dump(changed, sort_keys=False))
-            status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
-            assert set(status) == DVC_STAGES_OF_KEY[key], key
+            assert stages_to_rerun(work) == DVC_STAGES_OF_KEY[key], key
     finally:
         config_file.write_text(original)
     training = work / "attentivenas" / "training.py"
     text = training.read_text()
     try:
         training.write_text(text + "\n# edited\n")
-        status = json.loads(_run(["dvc", "status", "--json"], work).stdout)
-        assert set(status) == {"predictor", "supernet"}
+        assert stages_to_rerun(work) == {"predictor", "supernet"}
     finally:
         training.write_text(text)
-    assert json.loads(_run(["dvc", "status", "--json"], work).stdout) == {}
+    assert stages_to_rerun(work) == set()
 
 
 # -- runtime files: dry runs, a refused second run and interrupts leave nothing half-written --------
