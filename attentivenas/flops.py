@@ -1,7 +1,8 @@
 """The one analytic FLOPs and params counter, used by the samplers, the search and the tables.
 
 FLOPs follow the papers: multiply-accumulates of conv and linear layers only (BN, activations,
-pooling, SE scaling, residual adds and the input resize are free). Params are the parameters of the
+pooling, SE scaling, residual adds and the input resize are free, as in the reference's counter; so a
+strided block of equal widths, whose shortcut only pools, adds nothing for it). Params are the parameters of the
 extracted static subnet, BN affine parameters included. Pure integer arithmetic on the subnet, cached,
 so the sampler can call it millions of times.
 """
@@ -63,7 +64,7 @@ def _count(space: SearchSpace, subnet: Subnet) -> tuple[int, int]:
                 params += 2 * mid * squeeze + squeeze + mid
             macs += _conv(mid, c_out, out_size, 1)
             params += mid * c_out + _bn(c_out)
-            if c_in != c_out or (block == 0 and stage.stride != 1):
+            if c_in != c_out:
                 macs += _conv(c_in, c_out, out_size, 1)
                 params += c_in * c_out
             c_in, size = c_out, out_size

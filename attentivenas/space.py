@@ -145,6 +145,9 @@ class SearchSpace:
                                   ("kernels", stage.kernels), ("expand_ratios", stage.expand_ratios)):
                 if not values:
                     raise SpaceError(f"search space {self.source}: stage {stage.name} has no {label}")
+            if stage.stride not in (1, 2):
+                raise SpaceError(f"search space {self.source}: stage {stage.name} stride must be 1 or 2 "
+                                 f"(the shortcut pool follows the reference's stride-2 rule), got {stage.stride}")
             if any(k % 2 == 0 for k in stage.kernels):
                 raise SpaceError(f"search space {self.source}: stage {stage.name} kernels must be odd, "
                                  f"got {list(stage.kernels)}")
@@ -256,9 +259,12 @@ class SearchSpace:
         return self.from_genes([rng.choice(g.choices) for g in self.genes])
 
     def mutate(self, subnet: Subnet, rng: random.Random, probability: float) -> Subnet:
-        """Re-draw each gene uniformly with the given probability."""
-        values = [rng.choice(g.choices) if rng.random() < probability else v
-                  for g, v in zip(self.genes, self.to_genes(subnet), strict=True)]
+        """With the given probability per gene, switch it to another of its choices (as the reference,
+        so a mutation never spends an evaluation on an unchanged gene); single-choice genes stay."""
+        values = []
+        for gene, value in zip(self.genes, self.to_genes(subnet), strict=True):
+            others = [c for c in gene.choices if c != value]
+            values.append(rng.choice(others) if rng.random() < probability and others else value)
         return self.from_genes(values)
 
     def crossover(self, first: Subnet, second: Subnet, rng: random.Random) -> Subnet:

@@ -47,16 +47,30 @@ def conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int
     return nn.Sequential(layers)
 
 
+def shortcut_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """The reference's strided shortcut pool: kernel = stride, one zero pad (counted) on odd sizes.
+
+    The padding keeps the output size equal to the strided conv's ceil(size / 2).
+    """
+    return F.avg_pool2d(x, stride, padding=x.shape[-1] % 2)
+
+
 class Shortcut(nn.Module):
-    """Average pool of kernel = stride (when strided) and a 1x1 conv (when the width changes)."""
+    """The reference's residual path: identity, else an average pool when strided and a 1x1 conv
+    when the width changes (a strided block of equal widths pools only)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
-        self.pool = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
-        self.conv = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out or stride > 1 else None
+        self.stride = stride
+        self.conv = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.stride == 1 and self.conv is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(x)
+        if self.stride > 1:
+            x = shortcut_pool(x, self.stride)
         return x if self.conv is None else self.conv(x)
 
 

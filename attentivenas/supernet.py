@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.ops import stochastic_depth
 
 from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
-from attentivenas.static import RESOLUTION_MODES, StaticSubnet, adapt_resolution
+from attentivenas.static import RESOLUTION_MODES, StaticSubnet, adapt_resolution, shortcut_pool
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -87,16 +87,21 @@ class DynamicSqueezeExcitation(nn.Module):
 
 
 class DynamicShortcut(nn.Module):
+    """The reference's rule on the active widths: identity, else pool when strided, conv when they differ."""
+
     def __init__(self, max_in: int, max_out: int, stride: int, needs_conv: bool):
         super().__init__()
         self.stride = stride
-        self.pool = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
         self.conv = DynamicConv2d(max_in, max_out, 1) if needs_conv else None
 
+    def is_identity(self, in_channels: int, out_channels: int) -> bool:
+        return self.stride == 1 and in_channels == out_channels
+
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
-        if x.shape[1] == out_channels and self.stride == 1:
-            return x
-        return self.conv(self.pool(x), out_channels)
+        c_in = x.shape[1]
+        if self.stride > 1:
+            x = shortcut_pool(x, self.stride)
+        return x if c_in == out_channels else self.conv(x, out_channels)
 
 
 class DynamicBlock(nn.Module):
@@ -110,7 +115,7 @@ class DynamicBlock(nn.Module):
         self.depthwise = DynamicConvBnAct(max_mid, max_mid, max_kernel, stride, depthwise=True)
         self.se = (DynamicSqueezeExcitation(max_mid, max(se_channels(m) for m in mids)) if use_se else None)
         self.project = DynamicConvBnAct(max_mid, max_out, 1, activation=False)
-        needs_conv = stride > 1 or any(c_in != c_out for c_in in in_choices for c_out in out_choices)
+        needs_conv = any(c_in != c_out for c_in in in_choices for c_out in out_choices)
         self.shortcut = DynamicShortcut(max_in, max_out, stride, needs_conv)
 
     def forward(self, x: torch.Tensor, out_channels: int, kernel_size: int, expand_ratio: float,
@@ -122,7 +127,7 @@ class DynamicBlock(nn.Module):
         if self.se is not None:
             h = self.se(h)
         h = self.project(h, out_channels)
-        if drop_prob > 0 and self.training:
+        if drop_prob > 0 and self.training and self.shortcut.is_identity(x.shape[1], out_channels):
             h = stochastic_depth(h, drop_prob, "row")
         return self.shortcut(x, out_channels) + h
 
@@ -130,8 +135,10 @@ class DynamicBlock(nn.Module):
 class Supernet(nn.Module):
     """All subnets of `space` in one module; `set_active_subnet` picks the one `forward` runs.
 
-    Dropout before the classifier and drop-connect in the last two stages act only when the active
-    subnet was set with `regularize=True` (the sandwich rule's max subnet) and in training mode.
+    Dropout before the classifier and drop-connect act only when the active subnet was set with
+    `regularize=True` (the sandwich rule's max subnet) and in training mode. As in the reference,
+    drop-connect acts on the identity-shortcut blocks of the last two stages, at a rate growing with
+    the block's position among all the supernet's blocks.
     """
 
     def __init__(self, space: SearchSpace, resolution_mode: str = "resize", dropout: float = 0.2,
@@ -173,15 +180,15 @@ class Supernet(nn.Module):
         x = adapt_resolution(x, subnet.resolution, self.resolution_mode)
         x = self.stem(x, subnet.width[0])
         regularize = self.regularize and self.training
-        total_blocks = sum(subnet.depth)
+        total_blocks = sum(len(stage) for stage in self.stages)
         drop_from_stage = self.space.num_stages - 2
-        index = 0
+        first = 0
         for i, stage in enumerate(self.stages):
-            for block in stage[: subnet.depth[i]]:
-                drop = (self.drop_connect_rate * index / total_blocks
+            for b, block in enumerate(stage[: subnet.depth[i]]):
+                drop = (self.drop_connect_rate * (first + b) / total_blocks
                         if regularize and i >= drop_from_stage else 0.0)
                 x = block(x, subnet.width[i + 1], subnet.kernel_size[i], subnet.expand_ratio[i], drop)
-                index += 1
+            first += len(stage)
         x = self.head_expand(x, self.space.head_expand * x.shape[1])
         x = F.adaptive_avg_pool2d(x, 1)
         x = F.silu(self.feature_mix["conv"](x, subnet.width[-1]))

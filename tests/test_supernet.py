@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from attentivenas.space import SearchSpace
-from attentivenas.static import StaticSubnet, adapt_resolution
-from attentivenas.supernet import Supernet, slice_like
+from attentivenas.static import StaticSubnet, adapt_resolution, shortcut_pool
+from attentivenas.supernet import DynamicBlock, Supernet, slice_like
 
 
 def _randomize_bn(model: nn.Module) -> None:
@@ -39,6 +39,68 @@ def test_extracted_subnet_equals_supernet(name, batch, mode):
         assert isinstance(static, StaticSubnet)
         assert not any(type(m).__module__.startswith("attentivenas.supernet") for m in static.modules())
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def _first_block_shortcuts(static: StaticSubnet) -> list[str]:
+    kinds = []
+    for stage in static.stages:
+        shortcut = stage[0].shortcut
+        kinds.append(("pool" if shortcut.stride > 1 else "") + ("conv" if shortcut.conv is not None else "")
+                     or "identity")
+    return kinds
+
+
+# Subnets whose stages' first blocks take every shortcut kind of the reference: identity (stride 1, equal
+# widths), pool only (stride 2, equal widths), pool + conv, conv only; resolutions 20 and 28 of fmnist pool
+# an odd-sized map in mb3.
+SHORTCUT_CASES = [
+    ("fmnist", {"resolution": 20, "width": [8, 8, 16, 32, 48, 128]}, ["pool", "poolconv", "poolconv", "conv"]),
+    ("fmnist", {"resolution": 28, "width": [16, 16, 16, 40, 64, 192]}, ["pool", "pool", "poolconv", "conv"]),
+    ("fmnist", {"resolution": 32, "width": [16, 8, 24, 32, 48, 128]}, ["poolconv", "poolconv", "poolconv", "conv"]),
+    ("attentivenas", {"resolution": 192, "width": [24, 24, 24, 32, 64, 112, 216, 216, 1792]},
+     ["identity", "pool", "poolconv", "poolconv", "conv", "poolconv", "identity"]),
+    ("attentivenas", {"resolution": 192, "width": [16, 24, 32, 32, 72, 128, 192, 224, 1792]},
+     ["conv", "poolconv", "pool", "poolconv", "conv", "poolconv", "conv"]),
+]
+
+
+@pytest.mark.parametrize("name,choices,kinds", SHORTCUT_CASES)
+def test_shortcuts_follow_the_reference_and_extraction_stays_exact(name, choices, kinds, one_thread):
+    space = SearchSpace.load(name)
+    torch.manual_seed(0)
+    supernet = Supernet(space).eval()
+    _randomize_bn(supernet)
+    subnet = space.validate({**space.min_subnet().to_dict(), **choices})
+    supernet.set_active_subnet(subnet)
+    x = torch.randn(2, space.in_channels, space.base_resolution, space.base_resolution)
+    with torch.no_grad():
+        expected = supernet(x)
+        static = supernet.extract()
+        got = static(x)
+    assert _first_block_shortcuts(static) == kinds
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_shortcut_pool_pads_odd_maps_as_the_reference():
+    """Kernel 2, stride 2; an odd map gets one zero pad on each side, counted in the average."""
+    x = torch.arange(25.0).reshape(1, 1, 5, 5)
+    pooled = shortcut_pool(x, 2)
+    assert pooled.shape[-2:] == (3, 3)
+    assert pooled[0, 0, 0, 0] == x[0, 0, 0, 0] / 4
+    assert pooled[0, 0, 1, 1] == x[0, 0, 1:3, 1:3].mean()
+    even = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.equal(shortcut_pool(even, 2), torch.nn.functional.avg_pool2d(even, 2))
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,dropped", [(16, 16, 1, True), (16, 24, 1, False), (16, 16, 2, False)])
+def test_drop_connect_only_on_identity_shortcut_blocks(c_in, c_out, stride, dropped):
+    torch.manual_seed(0)
+    block = DynamicBlock((16,), (16, 24), 3, (4,), stride, use_se=False, has_expand_conv=True).train()
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.1)
+    x = torch.randn(8, c_in, 8, 8)
+    outputs = [block(x, c_out, 3, 4, drop_prob=0.5) for _ in range(2)]
+    assert torch.equal(*outputs) is not dropped
 
 
 def test_extraction_slices_leading_channels_and_kernel_centre():
