@@ -13,11 +13,16 @@ from attentivenas.config import validate_config
 from attentivenas.data import build_splits
 from attentivenas.evaluation import SubnetEvaluator, measure
 from attentivenas.export import (
+    ONNX_LOGIT_TOLERANCE,
     ExportError,
+    ExportMismatchError,
     export_subnet,
     load_exported,
+    load_exported_program,
     load_torchscript,
+    onnx_session,
     read_exported_subnet,
+    verify_onnx,
 )
 from attentivenas.flops import count
 from attentivenas.io import read_json
@@ -55,7 +60,7 @@ def evaluator():
 def exported(space, supernet, evaluator, tmp_path_factory):
     directory = tmp_path_factory.mktemp("exported")
     subnet = space.sample_uniform(random.Random(4))
-    return directory, subnet, export_subnet(supernet, subnet, evaluator, directory)
+    return directory, subnet, export_subnet(supernet, subnet, evaluator, directory, torchscript=True)
 
 
 def test_exported_models_reproduce_the_evaluation_exactly(exported, supernet, evaluator):
@@ -69,9 +74,42 @@ def test_exported_models_reproduce_the_evaluation_exactly(exported, supernet, ev
     scripted = load_torchscript(directory)
     top1, loss, seen = measure(scripted, evaluator.eval_batches())
     assert (top1, seen) == (result.top1, result.images) and loss == pytest.approx(result.loss, rel=1e-6)
+    program = load_exported_program(directory).module()
+    with torch.no_grad():
+        for images, _ in evaluator.eval_batches():
+            assert torch.allclose(program(images), state_model(images), rtol=0, atol=1e-5)
     calibrated = evaluator.calibrate(supernet, subnet)
     for name, value in calibrated.state_dict().items():
         assert torch.equal(state_model.state_dict()[name], value), name
+
+
+def test_onnx_model_matches_pytorch_on_the_test_split(exported, evaluator):
+    directory, _, result = exported
+    session = onnx_session(directory / "model.onnx")
+    top1, largest = verify_onnx(session, load_exported(directory), evaluator.eval_batches())
+    assert top1 == result.top1 == read_json(directory / "evaluation.json")["onnx_runtime_top1"]
+    assert largest <= ONNX_LOGIT_TOLERANCE
+    images = torch.randn(3, 1, 28, 28)
+    logits = session.run(["logits"], {"images": images.numpy()})[0]
+    assert logits.shape == (3, 10)
+    assert torch.allclose(torch.from_numpy(logits), load_exported(directory)(images), atol=ONNX_LOGIT_TOLERANCE)
+
+
+def test_onnx_verification_catches_a_different_model(exported, evaluator):
+    directory, _, _ = exported
+    session = onnx_session(directory / "model.onnx")
+    other = load_exported(directory)
+    with torch.no_grad():
+        other.classifier.bias.add_(1e-3)
+    with pytest.raises(ExportMismatchError, match="tolerance"):
+        verify_onnx(session, other, evaluator.eval_batches())
+
+
+def test_exports_are_byte_identical_when_repeated(exported, supernet, evaluator, tmp_path):
+    directory, subnet, _ = exported
+    export_subnet(supernet, subnet, evaluator, tmp_path, torchscript=True)
+    for name in ("subnet.json", "model_state.pt", "model.onnx", "model.pt2", "evaluation.json"):
+        assert (tmp_path / name).read_bytes() == (directory / name).read_bytes(), name
 
 
 def test_subnet_json_carries_cost_and_space(space, exported):
@@ -102,7 +140,8 @@ def test_export_command(space, supernet, tmp_path, tiny_config_dict):
     out = tmp_path / "exported"
     assert main(["export", "--config", str(config), "--checkpoint", str(checkpoint), "--subnet", str(subnet_file),
                  "--out-dir", str(out), "--split", "search", "--threads", "1"]) == 0
-    assert {p.name for p in out.iterdir()} == {"subnet.json", "model_state.pt", "model.ts", "evaluation.json"}
+    assert {p.name for p in out.iterdir()} == {"subnet.json", "model_state.pt", "model.onnx", "model.pt2",
+                                               "evaluation.json"}
     record = read_json(out / "evaluation.json")
     assert record["split"] == "search" and record["images"] == 400
     assert load_exported(out).resolution == subnet.resolution
