@@ -1,40 +1,51 @@
-"""DSNAS: architecture logits and supernet weights learnt together, then the argmax child, no retraining.
+"""DSNAS: architecture logits and supernet weights learnt together, then the argmax child trained on.
 
 Every gene of the space (resolution; stem, per-stage and head width; per-stage depth, kernel and expand
 ratio) is one decision with a categorical distribution over its choices (learnable logits). Each step
 samples a one-hot choice per decision, only that subnet runs, and one backward pass on the minibatch
 gives both the weight gradients and the architecture gradients.
 
-Gates. The sampled one-hot vector Z of each unfrozen decision is a leaf tensor; its chosen entry (value
-1, so outputs stay bit-identical) is multiplied into the forward pass where that decision acts:
+Gates. The sampled one-hot vector Z of each unfrozen decision is a leaf tensor. Its chosen entry z
+(value 1) scales what the chosen option adds over the decision's smallest option, where that addition
+enters the forward pass, as out + (z - 1) * increment: bit-identical outputs and weight gradients at
+z = 1, dL/dz = <dL/dout, increment>, and at z = 0 the network is (close to) the smallest option's:
 
-- width, kernel and expand ratio of stage i: the residual branch (project BN output) of every active
-  block of the stage, times the product of the three chosen entries. They shape exactly that branch;
-  dL/dZ = sum over blocks of <dL/dbranch, branch>.
-- depth of stage i: the stage output. Read the stage as a fixed trunk (the minimum depth) followed by
-  the chosen "op": the extra blocks the choice keeps, or the identity when it keeps none. Gating the
-  op's whole output (the stage output either way) gives every choice, skip included, a credit
-  <dL/dy, y>; gating only residual branches would leave skip with none, so it could never win.
-- stem width: the stem output; head width: the classifier input; resolution: the logits (the input is
-  followed by the stem's BN, which cancels any scale, so the first place a resolution gate can show
-  is downstream; the logits take the whole network's response to the choice).
+- width (stem, stage i, head): the channels beyond the smallest width, of the stem output, of every
+  active block's output, of the classifier input;
+- kernel size of stage i: the depthwise output minus what the centre crop of the smallest kernel gives
+  (the outer ring), in every active block, before the depthwise BN (it normalises the sum, so it
+  cannot cancel a scale of one part);
+- expand ratio of stage i: the expanded channels beyond the smallest ratio's, at the project conv's
+  input, in every active block;
+- depth of stage i: the residual branch of every optional block (beyond the smallest depth); z = 0
+  turns those blocks into their identity shortcut, exactly the smallest depth;
+- resolution: the input minus its round trip through the smallest resolution (the detail the larger
+  input adds), at the stem's input.
+
+So each decision's credit is its own: a first-order estimate of L(chosen) - L(smallest option). The
+smallest option's credit is 0, which loses no generality: a baseline common to all options of a
+decision leaves the expected gradient unchanged.
 
 Estimator. The gradient of the expected loss is E_Z[L(Z) grad log p(Z)] (score function). DSNAS replaces
-L by its first-order term in the sampled gate, dL/dZ_c at Z_c = 1: L(Z) = L(Z_c = 0) + dL/dZ_c + O(2nd
-order), and the zeroed-op term acts as a per-sample baseline that is dropped. So the architecture
-gradient of each decision's logits is (dL/dZ_c) * grad log p(c) = (dL/dZ_c) * (onehot(c) - softmax(logits)):
-unbiased when L is linear in the gated output (tested), low-bias and much lower-variance than raw
-REINFORCE otherwise. It is applied explicitly through the surrogate sum_d credit_d * log p_d(c_d) with
-detached credits, never through a relaxation. The FLOPs count is not differentiable: when the sampled
-subnet exceeds the target, penalty * (mflops / target - 1) is added to every credit (REINFORCE).
+L by its first-order term in the sampled gate, dL/dz at z = 1: L(Z) = L(z = 0) + dL/dz + O(2nd order),
+and the zeroed term acts as a per-sample baseline that is dropped. So the architecture gradient of each
+decision's logits is (dL/dz) * grad log p(c) = (dL/dz) * (onehot(c) - softmax(logits)): unbiased when L
+is linear in the gated output (tested), low-bias and much lower-variance than raw REINFORCE otherwise.
+It is applied explicitly through the surrogate sum_d credit_d * log p_d(c_d) with detached credits.
+
+FLOPs. When the sampled subnet exceeds the target, either (`flops_penalty_kind: score_function`)
+penalty * (mflops / target - 1) is added to every credit (REINFORCE), or (`differentiable`, the
+reference's resource loss) penalty * sum_d sum_c p_d(c) * mflops(sample with d := c) / target is added
+to the surrogate: each decision's expected FLOPs with the other decisions as sampled.
 
 A decision whose top probability leads the runner-up by `fix_margin` is frozen at its argmax: no more
-sampling, gating or updates. Decisions with one choice are frozen from the start.
+sampling, gating or updates. Decisions with one choice are frozen from the start. After `epochs` of
+search every decision is fixed at its argmax and the child alone trains on for `child_epochs`, on the
+inherited weights (the reference's continued training of the derived child).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,7 +66,8 @@ from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.run_loop import EpochOrder, RunLoop, check_finite
 from attentivenas.runtime import resolve_device, seed_everything
-from attentivenas.space import SearchSpace, Subnet
+from attentivenas.space import SearchSpace, Subnet, expanded_channels
+from attentivenas.static import adapt_resolution
 from attentivenas.supernet import Supernet
 
 
@@ -85,6 +97,13 @@ def architecture_surrogate(logits: Sequence[torch.Tensor], choices: Sequence[int
 def flops_penalty(sampled_mflops: float, target_mflops: float, weight: float) -> float:
     """weight * (mflops / target - 1) above the target, 0 at or below it."""
     return weight * max(sampled_mflops / target_mflops - 1.0, 0.0)
+
+
+def expected_flops_penalty(logits: Sequence[torch.Tensor], per_choice_mflops: Sequence[torch.Tensor],
+                           target_mflops: float, weight: float) -> torch.Tensor:
+    """weight * sum_d sum_c p_d(c) * mflops_d(c) / target: differentiable in every decision's logits."""
+    return weight * sum(F.softmax(theta, -1) @ cost.to(theta) for theta, cost in
+                        zip(logits, per_choice_mflops, strict=True)) / target_mflops
 
 
 # ---------------------------------------------------------------- the distribution
@@ -154,6 +173,13 @@ class ArchitectureDistribution(nn.Module):
                 newly.append(position)
         return newly
 
+    def fix_all(self, step: int) -> None:
+        """Freeze every decision still searched at its argmax (the child is derived)."""
+        for position in range(len(self.logits)):
+            if not self.is_frozen(position):
+                self.frozen_choice[position] = int(self.logits[position].detach().argmax())
+                self.frozen_step[position] = step
+
     def describe(self) -> dict[str, dict[str, Any]]:
         """Per decision: choices, final probabilities, and the frozen choice and step (None if searched)."""
         described = {}
@@ -164,6 +190,16 @@ class ArchitectureDistribution(nn.Module):
                 "frozen_choice": gene.choices[int(self.frozen_choice[i])] if frozen else None,
                 "frozen_step": int(self.frozen_step[i]) if frozen else None}
         return described
+
+
+def choice_mflops(distribution: ArchitectureDistribution, choices: Sequence[int], position: int) -> torch.Tensor:
+    """MFLOPs of the sampled subnet with decision `position` set to each of its options in turn."""
+    costs = []
+    for option in range(len(distribution.logits[position])):
+        varied = list(choices)
+        varied[position] = option
+        costs.append(mflops(distribution.space, distribution.subnet(varied)))
+    return torch.tensor(costs)
 
 
 @dataclass
@@ -180,47 +216,99 @@ class Gates:
         return None if z is None else z[self.choices[position]]
 
     def credits(self) -> dict[int, torch.Tensor]:
-        """dL/dZ at the chosen entry of every gated decision, after backward."""
-        return {position: z.grad[self.choices[position]]
+        """dL/dz at the chosen entry of every gated decision, after backward (0 for a smallest option)."""
+        return {position: z.new_zeros(()) if z.grad is None else z.grad[self.choices[position]]
                 for position, z in enumerate(self.z) if z is not None}
 
 
-def _product(factors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
-    present = [f for f in factors if f is not None]
-    return math.prod(present) if present else None
+def _scale_increment(output: torch.Tensor, increment: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """output + (gate - 1) * increment: the output itself at gate 1, d/dgate = increment."""
+    return output + (gate - 1) * increment
+
+
+def _channels_beyond(tensor: torch.Tensor, first: int) -> torch.Tensor:
+    """The tensor with its first `first` channels (dim 1) zeroed."""
+    mask = torch.zeros(tensor.shape[1], dtype=tensor.dtype, device=tensor.device)
+    mask[first:] = 1
+    return tensor * mask.view(1, -1, *([1] * (tensor.dim() - 2)))
+
+
+def _gate_output_channels(first: int, gate: torch.Tensor):
+    return lambda module, inputs, output: _scale_increment(output, _channels_beyond(output, first), gate)
+
+
+def _gate_input_channels(first: int, gate: torch.Tensor):
+    return lambda module, inputs: (_scale_increment(inputs[0], _channels_beyond(inputs[0], first), gate),
+                                   *inputs[1:])
+
+
+def _gate_kernel_ring(smallest: int, gate: torch.Tensor):
+    """Depthwise conv hook: its output minus the smallest kernel's (centre crop) output is gated."""
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            centre = module.forward(inputs[0], kernel_size=smallest)
+        return _scale_increment(output, output.detach() - centre, gate)
+    return hook
+
+
+def _gate_resolution_detail(smallest: int, mode: str, gate: torch.Tensor):
+    """Stem pre-hook: the input minus its round trip through the smallest resolution is gated."""
+    def hook(module: nn.Module, inputs: tuple) -> tuple:
+        x = inputs[0]
+        with torch.no_grad():
+            coarse = adapt_resolution(adapt_resolution(x, smallest, mode), x.shape[-1], mode)
+        return (_scale_increment(x, x - coarse, gate), *inputs[1:])
+    return hook
 
 
 def _scale_output(gate: torch.Tensor):
     return lambda module, inputs, output: output * gate
 
 
-def _scale_input(gate: torch.Tensor):
-    return lambda module, inputs: (inputs[0] * gate, *inputs[1:])
-
-
 @contextmanager
 def gated(supernet: Supernet, gates: Gates | None) -> Iterator[None]:
-    """Multiply the gates into the supernet's forward (module docstring) through torch forward hooks."""
+    """Put each decision's gate where its option enters the forward (module docstring), via torch hooks.
+
+    A decision at its smallest option adds nothing to gate; its credit stays 0.
+    """
     if gates is None:
         yield
         return
-    subnet = supernet.active_subnet
+    subnet, space = supernet.active_subnet, supernet.space
     handles = []
 
-    def hook(module: nn.Module, gate: torch.Tensor | None, on_input: bool = False) -> None:
-        if gate is not None:
-            handles.append(module.register_forward_pre_hook(_scale_input(gate)) if on_input
-                           else module.register_forward_hook(_scale_output(gate)))
+    def forward_hook(module: nn.Module, gate: torch.Tensor | None, needed: bool, make) -> None:
+        if gate is not None and needed:
+            handles.append(module.register_forward_hook(make(gate)))
 
-    hook(supernet.stem, gates.gate("width", 0))
-    for i, stage in enumerate(supernet.stages):
-        branch = _product([gates.gate("width", i + 1), gates.gate("kernel_size", i),
-                           gates.gate("expand_ratio", i)])
-        for block in stage[: subnet.depth[i]]:
-            hook(block.project, branch)
-        hook(stage[subnet.depth[i] - 1], gates.gate("depth", i))
-    hook(supernet.classifier, gates.gate("width", supernet.space.num_stages + 1), on_input=True)
-    hook(supernet.classifier, gates.gate("resolution", None))
+    def pre_hook(module: nn.Module, gate: torch.Tensor | None, needed: bool, make) -> None:
+        if gate is not None and needed:
+            handles.append(module.register_forward_pre_hook(make(gate)))
+
+    smallest_resolution = min(space.resolutions)
+    pre_hook(supernet.stem, gates.gate("resolution", None), subnet.resolution > smallest_resolution,
+             lambda g: _gate_resolution_detail(smallest_resolution, supernet.resolution_mode, g))
+    narrowest_stem = min(space.stem_widths)
+    forward_hook(supernet.stem, gates.gate("width", 0), subnet.width[0] > narrowest_stem,
+                 lambda g: _gate_output_channels(narrowest_stem, g))
+    for i, (stage, spec) in enumerate(zip(supernet.stages, space.stages, strict=True)):
+        width, kernel, expand = subnet.width[i + 1], subnet.kernel_size[i], subnet.expand_ratio[i]
+        gate_width, gate_kernel = gates.gate("width", i + 1), gates.gate("kernel_size", i)
+        gate_expand, gate_depth = gates.gate("expand_ratio", i), gates.gate("depth", i)
+        narrowest, smallest_kernel = min(spec.widths), min(spec.kernels)
+        for b, block in enumerate(stage[: subnet.depth[i]]):
+            forward_hook(block, gate_width, width > narrowest, lambda g, n=narrowest: _gate_output_channels(n, g))
+            forward_hook(block.depthwise.conv, gate_kernel, kernel > smallest_kernel,
+                         lambda g, k=smallest_kernel: _gate_kernel_ring(k, g))
+            if block.expand is not None:
+                block_in = subnet.width[i] if b == 0 else width
+                fewest = expanded_channels(block_in, min(spec.expand_ratios))
+                pre_hook(block.project, gate_expand, expanded_channels(block_in, expand) > fewest,
+                         lambda g, n=fewest: _gate_input_channels(n, g))
+            forward_hook(block.project, gate_depth, b >= min(spec.depths), _scale_output)
+    narrowest_head = min(space.head_widths)
+    pre_hook(supernet.classifier, gates.gate("width", space.num_stages + 1), subnet.width[-1] > narrowest_head,
+             lambda g: _gate_input_channels(narrowest_head, g))
     try:
         yield
     finally:
@@ -243,12 +331,13 @@ class DSNAS:
     """One weight-sharing supernet and its architecture distribution, trained jointly one step at a time."""
 
     def __init__(self, supernet: Supernet, settings: dict[str, Any], target_mflops: float, total_steps: int,
-                 warmup_steps: int, seed: int):
+                 warmup_steps: int, seed: int, search_steps: int | None = None):
         self.supernet = supernet
         self.space = supernet.space
         self.settings = settings
         self.target_mflops = target_mflops
         self.warmup_steps = warmup_steps
+        self.search_steps = total_steps if search_steps is None else search_steps
         self.device = next(supernet.parameters()).device
         self.distribution = ArchitectureDistribution(self.space).to(self.device)
         self.weight_optimizer = build_optimizer(supernet, settings)
@@ -264,16 +353,24 @@ class DSNAS:
         """False during the weight-only warm-up, when subnets are drawn uniformly and logits stay put."""
         return self.step_count >= self.warmup_steps
 
+    @property
+    def child_fixed(self) -> bool:
+        """True once the search steps are done: the argmax child alone trains on."""
+        return self.step_count >= self.search_steps
+
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> StepRecord:
+        if self.child_fixed:
+            self.distribution.fix_all(self.step_count)
         searching = self.searching
         choices = self.distribution.sample(self.generator, uniform=not searching)
-        self.supernet.set_active_subnet(self.distribution.subnet(choices))
+        self.supernet.set_active_subnet(self.distribution.subnet(choices), regularize=self.settings["regularize"])
         self.supernet.train()
         gates = self.distribution.gates(choices) if searching else None
         with gated(self.supernet, gates):
             loss = self.criterion(self.supernet(images), labels)
         self.weight_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:  # not so with frozen weights and no gate in play
+            loss.backward()
         lr = self.scheduler.get_last_lr()[0]
         self.weight_optimizer.step()
         self.scheduler.step()
@@ -289,11 +386,16 @@ class DSNAS:
         """One Adam step of the logits along the DSNAS estimate plus the FLOPs penalty, then freezing."""
         if not credits:
             return
-        penalty = flops_penalty(sampled_mflops, self.target_mflops, self.settings["flops_penalty"])
+        weight, kind = self.settings["flops_penalty"], self.settings["flops_penalty_kind"]
+        over_target = sampled_mflops > self.target_mflops
+        penalty = flops_penalty(sampled_mflops, self.target_mflops, weight) if kind == "score_function" else 0.0
         positions = sorted(credits)
-        surrogate = architecture_surrogate([self.distribution.logits[i] for i in positions],
-                                           [choices[i] for i in positions],
+        logits = [self.distribution.logits[i] for i in positions]
+        surrogate = architecture_surrogate(logits, [choices[i] for i in positions],
                                            [credits[i] + penalty for i in positions])
+        if kind == "differentiable" and over_target and weight > 0:
+            per_choice = [choice_mflops(self.distribution, choices, i) for i in positions]
+            surrogate = surrogate + expected_flops_penalty(logits, per_choice, self.target_mflops, weight)
         self.arch_optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.arch_optimizer.step()
@@ -410,13 +512,14 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
         restore_weights(supernet, init_state, init_from)
     splits = build_splits(config["data"], image_size=space.base_resolution)
     steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
-    total_steps = steps_per_epoch * settings["epochs"]
+    epochs = settings["epochs"] + settings["child_epochs"]
     supernet.to(device)
-    search = DSNAS(supernet, settings, target_mflops, total_steps,
-                   warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"])
+    search = DSNAS(supernet, settings, target_mflops, steps_per_epoch * epochs,
+                   warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"],
+                   search_steps=steps_per_epoch * settings["epochs"])
     task = _SearchTask(search, config, splits, steps_per_epoch)
     fingerprint = _fingerprint(config, target_mflops, None if init_from is None else str(init_from))
-    loop = RunLoop(out_dir, supernet, fingerprint, epochs=settings["epochs"], steps_per_epoch=steps_per_epoch,
+    loop = RunLoop(out_dir, supernet, fingerprint, epochs=epochs, steps_per_epoch=steps_per_epoch,
                    checkpoint_every=settings["checkpoint_every_steps"], log_every=1,
                    metric_fields=["step", "epoch", *(f.name for f in fields(StepRecord))],
                    description=f"dsnas {target_mflops:g} MFLOPs", progress=progress)
@@ -431,7 +534,7 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
 
 def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path,
             device: torch.device) -> tuple[dict[str, Any], float]:
-    """Derive the argmax child, save the supernet, evaluate the child (no retraining), write the outputs.
+    """Derive the argmax child, save the supernet, evaluate the child, write the outputs.
 
     Returns the summary and the evaluation's wall-clock seconds (kept out of the summary).
     """
@@ -446,13 +549,17 @@ def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path,
     evaluation_seconds = time.perf_counter() - evaluation_started
     calibration_images = min(config["evaluation"]["calibration_images"], len(splits.calibration))
     decisions = search.distribution.describe()
+    search_steps = min(search.step_count, search.search_steps)
+    child_steps = search.step_count - search_steps
     summary = {
         "method": "dsnas", "target_mflops": search.target_mflops, "mflops": cost.mflops,
         "params_m": cost.params_m, "top1_search": results["search"].top1, "top1_test": results["test"].top1,
         "images_processed": search.step_count * search.settings["batch_size"],
         "subnet_images_trained": search.step_count * search.settings["batch_size"],
         "evaluation_images": sum(r.images + calibration_images for r in results.values()),
-        "steps": search.step_count, "warmup_steps": search.warmup_steps, "init": search.settings["init"],
+        "steps": search.step_count, "warmup_steps": search.warmup_steps, "search_steps": search_steps,
+        "child_steps": child_steps, "child_images": child_steps * search.settings["batch_size"],
+        "init": search.settings["init"],
         "child": child.to_dict(),
         "frozen": {label: {"choice": d["frozen_choice"], "step": d["frozen_step"]}
                    for label, d in decisions.items() if d["frozen_choice"] is not None},

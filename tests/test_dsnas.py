@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,8 @@ from attentivenas.dsnas import (
     ArchitectureDistribution,
     DSNASError,
     architecture_surrogate,
+    choice_mflops,
+    expected_flops_penalty,
     flops_penalty,
     flops_range,
     gated,
@@ -102,17 +105,25 @@ def test_flops_penalty_only_above_target():
 
 # ---------------------------------------------------------------- gates
 
-def test_gates_keep_outputs_bit_identical_and_every_decision_gets_credit(space):
-    torch.manual_seed(0)
-    supernet = Supernet(space).train()
+def _random_gamma_supernet(space: SearchSpace, seed: int = 0, **kwargs) -> Supernet:
+    torch.manual_seed(seed)
+    supernet = Supernet(space, **kwargs).train()
     for module in supernet.modules():
         if isinstance(module, nn.BatchNorm2d):
-            nn.init.uniform_(module.weight, 0.5, 1.5)  # project BN gammas start at 0: no branch credit
+            nn.init.uniform_(module.weight, 0.5, 1.5)  # project BN gammas start at 0: no branch at all
+    return supernet
+
+
+def _largest(space: SearchSpace) -> list[int]:
+    return [len(g.choices) - 1 for g in space.genes]
+
+
+def test_gates_keep_outputs_bit_identical_and_every_decision_gets_its_own_credit(space):
+    supernet = _random_gamma_supernet(space)
     distribution = ArchitectureDistribution(space)
-    choices = distribution.sample(torch.Generator().manual_seed(3))
-    choices[distribution.positions[("depth", 1)]] = 0  # minimum depth: "skip" must still earn credit
+    choices = _largest(space)
     supernet.set_active_subnet(distribution.subnet(choices))
-    x = torch.randn(4, 1, 28, 28)
+    x = torch.randn(8, 1, 28, 28)
     with torch.no_grad():
         plain = supernet(x)
     gates = distribution.gates(choices)
@@ -120,11 +131,117 @@ def test_gates_keep_outputs_bit_identical_and_every_decision_gets_credit(space):
         output = supernet(x)
     assert torch.equal(output, plain)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in supernet.modules())
-    F.cross_entropy(output, torch.tensor([0, 1, 2, 3])).backward()
+    F.cross_entropy(output, torch.arange(8)).backward()
     credits = gates.credits()
     searched = [i for i in range(len(space.genes)) if not distribution.is_frozen(i)]
     assert sorted(credits) == searched
-    assert all(float(c) != 0.0 for c in credits.values())
+    assert all(abs(float(c)) > 1e-5 for c in credits.values())
+    for i in range(space.num_stages):  # a stage's width, kernel and expand decisions are told apart
+        stage = [float(credits[p]) for key, p in distribution.positions.items()
+                 if key in {("width", i + 1), ("kernel_size", i), ("expand_ratio", i), ("depth", i)}
+                 and p in credits]
+        assert len(set(stage)) == len(stage)
+    last_depth = float(credits[distribution.positions[("depth", space.num_stages - 1)]])
+    assert abs(last_depth) > 1e-4  # the head's BN no longer cancels it
+
+
+def _forward_with_gate_value(supernet, distribution, choices, position, value, x):
+    gates = distribution.gates(choices)
+    with torch.no_grad():
+        gates.z[position][choices[position]] = value
+        with gated(supernet, gates):
+            return supernet(x)
+
+
+@pytest.mark.parametrize("field", ["depth", "kernel_size"])
+def test_closed_gate_is_the_smallest_option(space, field):
+    """z = 0 removes exactly what the chosen option adds: the network is the smallest option's."""
+    supernet = _random_gamma_supernet(space)
+    distribution = ArchitectureDistribution(space)
+    x = torch.randn(8, 1, 28, 28)
+    for stage in range(space.num_stages):
+        position = distribution.positions[(field, stage)]
+        if distribution.is_frozen(position):
+            continue
+        choices = _largest(space)
+        supernet.set_active_subnet(distribution.subnet(choices))
+        closed = _forward_with_gate_value(supernet, distribution, choices, position, 0.0, x)
+        smallest = list(choices)
+        smallest[position] = 0
+        supernet.set_active_subnet(distribution.subnet(smallest))
+        with torch.no_grad():
+            expected = supernet(x)
+        torch.testing.assert_close(closed, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_smallest_option_gets_no_credit(space):
+    supernet = _random_gamma_supernet(space)
+    distribution = ArchitectureDistribution(space)
+    choices = [0] * len(space.genes)
+    supernet.set_active_subnet(distribution.subnet(choices))
+    gates = distribution.gates(choices)
+    with gated(supernet, gates):
+        output = supernet(torch.randn(4, 1, 28, 28))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in supernet.modules())
+    assert all(float(c) == 0.0 for c in gates.credits().values())
+    assert output.shape == (4, 10)
+
+
+# ---------------------------------------------------------------- planted toy problem
+
+TOY_STEPS = 100
+TOY_AMPLIFICATION = 3.0
+
+
+def _toy_images(count: int) -> torch.Tensor:
+    with np.load(TINY_DATA) as data:
+        images = torch.tensor(data["x_train"][:count], dtype=torch.float32).reshape(count, 1, 28, 28)
+    return (images - images.mean()) / images.std()
+
+
+@pytest.mark.parametrize(("field", "first_planted"), [
+    ("width", "largest"), ("kernel_size", "largest"), ("expand_ratio", "largest"), ("depth", "largest"),
+    ("resolution", "largest"), ("resolution", "smallest")])
+def test_logits_converge_to_a_planted_better_option(space, field, first_planted):
+    """Labels come from a teacher: the planted subnet of the same frozen supernet with what each planted
+    larger option adds (its gated increment) amplified 3x; planted smallest options add nothing. So the
+    planted subnet fits the labels best, and every other option either lacks the signal or adds noise.
+    The decisions of `field` are searched (planted options alternate largest/smallest), all others are
+    fixed at the planted subnet; within TOY_STEPS steps each must freeze at its planted option."""
+    supernet = _random_gamma_supernet(space, dropout=0.0, drop_connect=0.0)
+    with torch.no_grad():
+        supernet.classifier.weight.mul_(10.0)  # confident enough that a wrong option costs loss
+    supernet.requires_grad_(False)  # only the architecture learns
+    distribution = ArchitectureDistribution(space)
+    searched = [i for i, g in enumerate(space.genes) if g.field == field and len(g.choices) > 1]
+    offset = 0 if first_planted == "largest" else 1
+    planted = [len(g.choices) - 1 if (i + offset) % 2 == 0 else 0 for i, g in enumerate(space.genes)]
+    images = _toy_images(256)
+    supernet.set_active_subnet(distribution.subnet(planted))
+    teacher = distribution.gates(planted)
+    with torch.no_grad():
+        for i, z in enumerate(teacher.z):
+            if z is not None:
+                z.mul_(TOY_AMPLIFICATION if i in searched else 1.0)
+        with gated(supernet, teacher):
+            labels = supernet(images).argmax(1)
+
+    settings = tiny_run_config(arch_lr=0.1, flops_penalty=0.0, label_smoothing=0.0, regularize=False,
+                               fix_margin=0.8)["dsnas"]
+    search = DSNAS(supernet, settings, TARGET, total_steps=TOY_STEPS, warmup_steps=0, seed=0)
+    for i in range(len(space.genes)):
+        if i not in searched:
+            search.distribution.frozen_choice[i] = planted[i]
+    generator = torch.Generator().manual_seed(1)
+    while search.step_count < TOY_STEPS and any(not search.distribution.is_frozen(i) for i in searched):
+        batch = torch.randperm(len(images), generator=generator)[:64]
+        search.step(images[batch], labels[batch])
+    described = search.distribution.describe()
+    for i in searched:
+        gene = space.genes[i]
+        decision = described[gene.label]
+        assert decision["frozen_choice"] == gene.choices[planted[i]], (gene.label, decision)
+        assert max(decision["probabilities"]) >= 0.85
 
 
 def test_single_choice_decisions_start_frozen(space):
@@ -198,6 +315,45 @@ def test_no_penalty_below_target_leaves_logits(space):
     assert all(torch.equal(t, torch.zeros_like(t)) for t in search.distribution.logits)
 
 
+def test_expected_flops_penalty_gradient_moves_mass_to_cheaper_options():
+    logits = torch.tensor([0.3, -0.2, 0.1], requires_grad=True)
+    costs = torch.tensor([1.0, 2.0, 4.0])
+    expected_flops_penalty([logits], [costs], target_mflops=2.0, weight=0.5).backward()
+    p = F.softmax(logits.detach(), -1)
+    torch.testing.assert_close(logits.grad, 0.5 * p * (costs - p @ costs) / 2.0)
+    assert logits.grad[2] > 0 > logits.grad[0]
+
+
+def test_choice_mflops_varies_one_decision(space):
+    distribution = ArchitectureDistribution(space)
+    choices = [0] * len(space.genes)
+    position = distribution.positions[("depth", 1)]
+    costs = choice_mflops(distribution, choices, position)
+    for option, cost in enumerate(costs.tolist()):
+        varied = list(choices)
+        varied[position] = option
+        assert cost == pytest.approx(mflops(space, distribution.subnet(varied)))
+    assert costs[0] < costs[1] < costs[2]
+
+
+def test_differentiable_penalty_pushes_probability_to_cheaper_choices(space):
+    low, _ = flops_range(space)
+    settings = tiny_run_config(arch_lr=0.02, flops_penalty_kind="differentiable")["dsnas"]
+    search = DSNAS(Supernet(space), settings, low * 1.05, total_steps=1, warmup_steps=0, seed=0)
+    before = _expected_mflops(search)
+    _penalty_only_steps(search, 100)
+    assert _expected_mflops(search) < 0.85 * before
+
+
+def test_steps_regularize_the_sampled_subnet_as_configured(space):
+    images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
+    for regularize in (True, False):
+        settings = tiny_run_config(regularize=regularize)["dsnas"]
+        search = DSNAS(Supernet(space), settings, TARGET, total_steps=2, warmup_steps=0, seed=0)
+        search.step(images, labels)
+        assert search.supernet.regularize is regularize
+
+
 # ---------------------------------------------------------------- a tiny run
 
 def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_run, space):
@@ -228,6 +384,18 @@ def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_r
     assert "classifier.weight" in changed and "stem.conv.weight" in changed
     assert load_checkpoint(out / "supernet.pt", space)["child"] == child.to_dict()
     trained.extract(child)
+
+
+def test_child_trains_on_after_the_search_with_its_compute_counted(tmp_path, space):
+    config = tiny_run_config(epochs=1, child_epochs=1)
+    summary = run_dsnas(config, TARGET, tmp_path, progress=False)
+    assert (summary["steps"], summary["search_steps"], summary["child_steps"]) == (6, 3, 3)
+    assert summary["images_processed"] == 6 * 32 and summary["child_images"] == 3 * 32
+    child_mflops = mflops(space, space.validate(summary["child"]))
+    assert all(d["frozen_step"] is not None and d["frozen_step"] <= 3 for d in summary["decisions"].values())
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [float(r["sampled_mflops"]) for r in rows[3:]] == [round(child_mflops, 4)] * 3
+    assert all(int(r["frozen"]) == len(space.genes) for r in rows[3:])
 
 
 def test_interrupted_run_resumes_exactly(finished_run, tmp_path):

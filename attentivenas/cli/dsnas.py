@@ -1,4 +1,4 @@
-"""DSNAS, the one-stage baseline: search one child at a FLOPs target, evaluate it without retraining.
+"""DSNAS, the one-stage baseline: search one child at a FLOPs target, train it on, evaluate it.
 
 Writes into --out-dir: child.json (subnet + mflops, params_m), summary.json (accuracy, compute spent,
 frozen decisions, final probabilities), metrics.csv (per step) and supernet.pt (the trained weights).
