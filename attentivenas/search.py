@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import moocore
 import numpy as np
 from tqdm import tqdm
 
@@ -65,12 +66,13 @@ class ParetoArchive:
 
 
 def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """The non-dominated candidates (fewer MFLOPs, higher top-1), by increasing MFLOPs."""
-    front: list[Candidate] = []
-    for candidate in sorted(candidates, key=lambda c: (c.mflops, -c.top1)):
-        if not front or candidate.top1 > front[-1].top1:
-            front.append(candidate)
-    return front
+    """The non-dominated candidates (fewer MFLOPs, higher top-1), by increasing MFLOPs; of equal ones, the first."""
+    candidates = list(candidates)
+    if not candidates:
+        return []
+    points = np.array([(c.mflops, c.top1) for c in candidates], dtype=float)
+    keep = moocore.is_nondominated(points, maximise=[False, True])
+    return sorted((c for c, kept in zip(candidates, keep, strict=True) if kept), key=lambda c: c.mflops)
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,8 @@ def hypervolume(points: Iterable[tuple[float, float]], window: tuple[float, floa
     low, high = window
     if not low < high or not top1_floor < top1_ceiling:
         raise ValueError(f"empty hypervolume box: window {window}, top-1 from {top1_floor} to {top1_ceiling}")
-    inside = sorted((m, t) for m, t in points if low <= m <= high and t > top1_floor)
-    area, best = 0.0, top1_floor
-    for i, (m, t) in enumerate(inside):
-        best = max(best, t)
-        next_m = inside[i + 1][0] if i + 1 < len(inside) else high
-        area += (next_m - m) * (best - top1_floor)
+    inside = np.array([(m, t) for m, t in points if low <= m <= high and t > top1_floor], dtype=float)
+    area = float(moocore.hypervolume(inside, ref=[high, top1_floor], maximise=[False, True])) if len(inside) else 0.0
     return Hypervolume(raw=area, normalized=area / ((high - low) * (top1_ceiling - top1_floor)),
                        reference_point=(high, top1_floor), window=(low, high), top1_floor=top1_floor,
                        points_counted=len(inside))

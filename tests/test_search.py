@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from attentivenas.__main__ import main
@@ -74,6 +76,47 @@ def test_hypervolume_ignores_points_outside_window_or_below_floor():
     assert full.normalized == pytest.approx(1.0)
     with pytest.raises(ValueError, match="empty hypervolume box"):
         hypervolume([], window=(6.0, 1.0), top1_floor=70.0)
+
+
+# ---------------------------------------------------------------- the library against the sweep it replaced
+
+def _sweep_front(points):
+    """The hand-written front this module had before it used moocore: the oracle for the cross-check."""
+    front = []
+    for m, t in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or t > front[-1][1]:
+            front.append((m, t))
+    return front
+
+
+def _sweep_hypervolume(points, window, floor):
+    low, high = window
+    inside = sorted((m, t) for m, t in points if low <= m <= high and t > floor)
+    area, best = 0.0, floor
+    for i, (m, t) in enumerate(inside):
+        best = max(best, t)
+        next_m = inside[i + 1][0] if i + 1 < len(inside) else high
+        area += (next_m - m) * (best - floor)
+    return area
+
+
+# coarse grids make ties in MFLOPs, in top-1 and exact duplicates common
+_fronts = st.lists(st.tuples(st.integers(0, 40).map(lambda i: i / 5), st.integers(0, 50).map(lambda i: 50 + i)),
+                   max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points=_fronts)
+def test_moocore_front_and_hypervolume_agree_with_the_sweep(points):
+    assert [(c.mflops, c.top1) for c in pareto_front([_point(m, t) for m, t in points])] == _sweep_front(points)
+    hv = hypervolume(points, window=(1.0, 6.0), top1_floor=70.0)
+    assert hv.raw == pytest.approx(_sweep_hypervolume(points, (1.0, 6.0), 70.0), rel=1e-12, abs=1e-12)
+
+
+def test_pareto_front_keeps_the_first_of_equal_candidates():
+    first, second = Candidate(0, "first", 2.0, 0.0, 70.0), Candidate(1, "second", 2.0, 0.0, 70.0)
+    assert pareto_front([first, second]) == [first] and pareto_front([second, first]) == [second]
+    assert pareto_front([]) == []
 
 
 # ---------------------------------------------------------------- front, archive, choice
