@@ -353,12 +353,13 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
-                num_workers: int = 0, sampler: Sampler | None = None) -> DataLoader:
+                num_workers: int = 0, sampler: Sampler | None = None, pin_memory: bool = False) -> DataLoader:
     """A DataLoader whose order is fixed by `seed`, independent of the global RNG.
 
     Shuffling draws from the loader's own generator. Workers are seeded from it too, so with workers the
     augmentation is fixed by `seed`; without workers it draws from torch's global RNG, which the stage seeds.
+    `pin_memory` (for a CUDA consumer) lets `.to(device, non_blocking=True)` copy while the host goes on.
     """
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
                       num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=_seed_worker if num_workers else None)
+                      worker_init_fn=_seed_worker if num_workers else None, pin_memory=pin_memory)

@@ -29,10 +29,11 @@ def peak_lr(settings: dict[str, Any]) -> float:
     return settings["lr"] * settings["batch_size"] / 256
 
 
-def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.SGD:
+def build_optimizer(model: nn.Module, settings: dict[str, Any], *, fused: bool | None = None) -> torch.optim.SGD:
+    """SGD; `fused` (CUDA) lets an fp16 loss scaler skip inf steps without reading a flag on the host."""
     nesterov = settings["nesterov"] and settings["momentum"] > 0
     return torch.optim.SGD(parameter_groups(model, settings["weight_decay"]), lr=peak_lr(settings),
-                           momentum=settings["momentum"], nesterov=nesterov)
+                           momentum=settings["momentum"], nesterov=nesterov, fused=fused)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,

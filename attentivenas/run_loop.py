@@ -45,6 +45,13 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def _diverged(step: int, subnet: Subnet, role: str, value: float, advice: str) -> RunDivergedError:
+    return RunDivergedError(
+        f"training diverged at step {step}: the {role} subnet's loss is {value} "
+        f"(subnet {subnet.to_json()}); {advice}. "
+        "The last good checkpoint is kept; delete it to restart from scratch")
+
+
 def check_finite(loss: torch.Tensor | float, step: int, subnet: Subnet, role: str, advice: str) -> float:
     """The loss as a float, or RunDivergedError naming the step and subnet (on every rank alike under DDP)."""
     value = torch.as_tensor(loss).detach()
@@ -52,11 +59,40 @@ def check_finite(loss: torch.Tensor | float, step: int, subnet: Subnet, role: st
     if _distributed():
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
     if not finite.item():
-        raise RunDivergedError(
-            f"training diverged at step {step}: the {role} subnet's loss is {value.item()} "
-            f"(subnet {subnet.to_json()}); {advice}. "
-            "The last good checkpoint is kept; delete it to restart from scratch")
+        raise _diverged(step, subnet, role, value.item(), advice)
     return value.item()
+
+
+class DivergenceGuard:
+    """`check_finite` without a device sync per loss: watches losses, checks them all at once.
+
+    `check` reads every loss watched since the previous check in one device-to-host copy (one
+    all-reduce under DDP, where every rank checks at the same steps) and raises for the first
+    non-finite one, naming its step and subnet. The run loop checks on logged steps and before
+    anything is written or validated, so a diverged run leaves its last good checkpoint as it was.
+    """
+
+    def __init__(self, advice: str):
+        self.advice = advice
+        self.watched: list[tuple[int, Subnet, str, torch.Tensor]] = []
+
+    def watch(self, loss: torch.Tensor, step: int, subnet: Subnet, role: str) -> None:
+        self.watched.append((step, subnet, role, loss.detach()))
+
+    def check(self) -> None:
+        if not self.watched:
+            return
+        watched, self.watched = self.watched, []
+        values = torch.stack([loss.float() for *_, loss in watched])
+        finite = torch.isfinite(values).to(torch.float32)
+        if _distributed():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        finite, values = finite.cpu(), values.cpu()
+        if bool(finite.all()):
+            return
+        first = int(torch.nonzero(finite == 0)[0])
+        step, subnet, role, _ = watched[first]
+        raise _diverged(step, subnet, role, values[first].item(), self.advice)
 
 
 class EpochOrder(Sampler[int]):
@@ -128,13 +164,14 @@ class RunLoop:
     def __init__(self, out_dir: str | Path, supernet: Supernet, identity: dict[str, Any], *, epochs: int,
                  steps_per_epoch: int, checkpoint_every: int, log_every: int, metric_fields: list[str],
                  epoch_fields: list[str] | None = None, description: str = "run", progress: bool = True,
-                 writes_files: bool = True):
+                 writes_files: bool = True, guard: DivergenceGuard | None = None):
         self.out_dir, self.supernet, self.identity = Path(out_dir), supernet, identity
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.total_steps = epochs * steps_per_epoch
         self.checkpoint_every, self.log_every = checkpoint_every, log_every
         self.metric_fields, self.epoch_fields = metric_fields, epoch_fields
         self.description, self.writes_files = description, writes_files
+        self.guard = guard
         self.progress = progress and writes_files
         self.step = 0
         self.epochs_done = 0
@@ -145,6 +182,15 @@ class RunLoop:
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
+
+    def logs(self, step: int) -> bool:
+        """Whether step `step` (from 1) gets a metrics row: only its task's row needs values read back."""
+        return step % self.log_every == 0 or step == self.total_steps
+
+    def check(self) -> None:
+        """Every loss the guard watched so far is finite, or RunDivergedError for the first that is not."""
+        if self.guard is not None:
+            self.guard.check()
 
     def resume(self, task: RunTask) -> bool:
         """Continue from the resume file, if any; RunSetupError naming what changed if it is another run's."""
@@ -172,6 +218,7 @@ class RunLoop:
         return self.previous_seconds + time.perf_counter() - self.started
 
     def save(self, task: RunTask) -> None:
+        self.check()
         if not self.writes_files:
             return
         save_checkpoint(self.path(RESUME_FILE), supernet_state(
@@ -195,7 +242,8 @@ class RunLoop:
             for batch in task.batches(epoch, start):
                 row = task.train_step(batch, self.step + 1)
                 self.step += 1
-                if self.step % self.log_every == 0 or self.step == self.total_steps:
+                if self.logs(self.step):
+                    self.check()
                     self.metrics.append({"step": self.step, "epoch": epoch, **row})
                     bar.set_postfix({k: v for k, v in row.items() if isinstance(v, float)})
                 bar.update()
@@ -203,6 +251,7 @@ class RunLoop:
                     self.save(task)
                 if on_step is not None:
                     on_step(self.step)
+            self.check()
             epoch_row = task.end_epoch(epoch)
             if epoch_row is not None:
                 self.epoch_rows.append(epoch_row)

@@ -5,6 +5,10 @@ per-bin marginal frequencies of a table of uniformly sampled subnets, and trains
 or the worst (`worstup`) by an estimator. Samplers draw only from their own `random.Random`, so every
 DDP rank, seeded alike, draws the same subnets, and `state_dict` makes a resumed run draw what an
 uninterrupted one would have.
+
+The loss estimator scores candidates on the first `sampler.score_images` images of the minibatch: its
+ranking agrees with the whole minibatch's closely enough (benchmarks/bench_training.py measures the
+Kendall tau) at a fraction of the forwards, which the samplers count for the run's image budget.
 """
 
 from __future__ import annotations
@@ -160,6 +164,9 @@ class Estimator(Protocol):
     def score(self, candidates: Sequence[Subnet], images: torch.Tensor | None,
               labels: torch.Tensor | None) -> np.ndarray: ...
 
+    def images_per_candidate(self, images: torch.Tensor | None) -> int:
+        """How many images of `images` one candidate's scoring forward sees (0: no forward)."""
+
 
 @contextlib.contextmanager
 def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
@@ -176,24 +183,36 @@ def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
 
 
 class LossEstimator:
-    """Minus the label-smoothed cross-entropy of each candidate on the current minibatch.
+    """Minus the label-smoothed cross-entropy of each candidate on the minibatch's first `score_images`.
 
     Forwards run without gradients and regularization, in training mode (batch statistics, as in the
-    training step) with BN running statistics untouched. Under DDP the losses are averaged over ranks
-    before anyone chooses, so every rank trains the same subnet.
+    training step) with BN running statistics untouched, under the caller's autocast if any. Under DDP
+    the losses are averaged over ranks before anyone chooses, so every rank trains the same subnet.
+    Choosing reads the losses on the host: the one device sync per middle subnet an attentive step needs.
     """
 
     name = "loss"
 
-    def __init__(self, supernet: Supernet, label_smoothing: float):
+    def __init__(self, supernet: Supernet, label_smoothing: float, score_images: int | None = None):
+        if score_images is not None and score_images < 1:
+            raise UserInputError(f"config key 'sampler.score_images' = {score_images}: give a positive number "
+                                 "of images, or null for the whole minibatch")
         self.supernet = supernet
         self.label_smoothing = label_smoothing
+        self.score_images = score_images
+
+    def images_per_candidate(self, images: torch.Tensor | None) -> int:
+        if images is None:
+            return 0
+        return len(images) if self.score_images is None else min(self.score_images, len(images))
 
     @torch.no_grad()
     def score(self, candidates: Sequence[Subnet], images: torch.Tensor | None,
               labels: torch.Tensor | None) -> np.ndarray:
         if images is None or labels is None:
             raise ValueError("the loss estimator scores candidates on the current minibatch: pass it")
+        count = self.images_per_candidate(images)
+        images, labels = images[:count], labels[:count]
         active, regularize = self.supernet.active_subnet, self.supernet.regularize
         losses = []
         with frozen_bn_statistics(self.supernet):
@@ -222,6 +241,9 @@ class PredictorEstimator:
               labels: torch.Tensor | None = None) -> np.ndarray:
         return self.predictor.predict(self.space, candidates)
 
+    def images_per_candidate(self, images: torch.Tensor | None) -> int:
+        return 0
+
 
 class UniformSampler:
     """BigNAS: every choice drawn independently and uniformly."""
@@ -237,7 +259,7 @@ class UniformSampler:
         return {"sampler": "uniform"}
 
     def stats(self) -> dict[str, float]:
-        return {}
+        return {"scoring_forwards": 0, "images_scored": 0, "scoring_mflops": 0.0}
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.getstate()}
@@ -250,7 +272,9 @@ class AttentiveSampler:
     """AttentiveNAS: a FLOPs bin from the prior, k candidates inside it, the best or worst by `estimator`.
 
     `overhead_seconds` counts the sampler's own work (bin draws, marginal draws, rejections, FLOPs
-    look-ups), not the estimator's forwards, which `estimator_seconds` counts.
+    look-ups), not the estimator's forwards, which `estimator_seconds` counts. `scoring_forwards`,
+    `images_scored` and `scoring_mflops` count the estimator's candidate forwards, the images they saw
+    and those forwards' analytic MFLOPs (resumed with the sampler, so an interrupted run counts the same).
     """
 
     def __init__(self, space: SearchSpace, rng: random.Random, table: FlopsTable, estimator: Estimator,
@@ -273,6 +297,9 @@ class AttentiveSampler:
         self.candidates_drawn = 0
         self.candidates_in_bin = 0
         self.tries = 0
+        self.scoring_forwards = 0
+        self.images_scored = 0
+        self.scoring_mflops = 0.0
         self.overhead_seconds = 0.0
         self.estimator_seconds = 0.0
 
@@ -302,29 +329,40 @@ class AttentiveSampler:
         self.overhead_seconds += scored - start
         scores = np.asarray(self.estimator.score(self.last_candidates, images, labels))
         self.estimator_seconds += time.perf_counter() - scored
+        seen = self.estimator.images_per_candidate(images)
+        self.scoring_forwards += len(self.last_candidates) if seen else 0
+        self.images_scored += len(self.last_candidates) * seen
+        self.scoring_mflops += seen * sum(mflops(self.space, c) for c in self.last_candidates)
         self.last_scores = scores
         choice = int(np.argmax(scores) if self.mode == "bestup" else np.argmin(scores))
         return self.last_candidates[choice]
 
     def describe(self) -> dict[str, Any]:
-        return {"sampler": "attentive", "mode": self.mode, "k": self.k, "estimator": self.estimator.name,
-                "prior": self.prior, "max_tries": self.max_tries, "table_size": len(self.table.subnets),
-                "bin_width": self.table.bin_width}
+        description = {"sampler": "attentive", "mode": self.mode, "k": self.k, "estimator": self.estimator.name,
+                       "prior": self.prior, "max_tries": self.max_tries, "table_size": len(self.table.subnets),
+                       "bin_width": self.table.bin_width}
+        if isinstance(self.estimator, LossEstimator):
+            description["score_images"] = self.estimator.score_images
+        return description
 
     def stats(self) -> dict[str, float]:
         return {"candidates_drawn": self.candidates_drawn,
                 "in_bin_rate": self.candidates_in_bin / max(self.candidates_drawn, 1),
                 "tries_per_candidate": self.tries / max(self.candidates_drawn, 1),
+                "scoring_forwards": self.scoring_forwards, "images_scored": self.images_scored,
+                "scoring_mflops": self.scoring_mflops,
                 "overhead_seconds": self.overhead_seconds, "estimator_seconds": self.estimator_seconds}
 
+    _COUNTERS = ("candidates_drawn", "candidates_in_bin", "tries", "scoring_forwards", "images_scored",
+                 "scoring_mflops")
+
     def state_dict(self) -> dict[str, Any]:
-        """The RNG and the draw counts, so a resumed run's stats equal an uninterrupted one's."""
-        return {"rng": self.rng.getstate(),
-                "counts": [self.candidates_drawn, self.candidates_in_bin, self.tries]}
+        return {"rng": self.rng.getstate(), "counters": {name: getattr(self, name) for name in self._COUNTERS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.setstate(state["rng"])
-        self.candidates_drawn, self.candidates_in_bin, self.tries = state["counts"]
+        for name, value in state.get("counters", {}).items():
+            setattr(self, name, value)
 
 
 Sampler = UniformSampler | AttentiveSampler
@@ -342,6 +380,8 @@ def sampler_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
     if method["sampler"] == "attentive":
         settings.update({key: method[key] for key in ("mode", "k", "estimator")})
         settings.update({key: config["sampler"][key] for key in ("table_size", "prior", "max_tries")})
+        if method["estimator"] == "loss":
+            settings["score_images"] = config["sampler"]["score_images"]
     return settings
 
 
@@ -371,7 +411,7 @@ def build_sampler(config: dict[str, Any], run: str, space: SearchSpace, *, super
     else:
         if supernet is None:
             raise ValueError("the loss estimator needs the supernet being trained")
-        estimator = LossEstimator(supernet, label_smoothing)
+        estimator = LossEstimator(supernet, label_smoothing, settings["score_images"])
     table = table or build_flops_table(config, space)
     return AttentiveSampler(space, rng, table, estimator, mode=settings["mode"], k=settings["k"],
                             prior=settings["prior"], max_tries=settings["max_tries"])

@@ -9,11 +9,16 @@ augmentation drawn inside loader workers does not.
 Under torchrun every rank draws the same subnets (same seeds, scores averaged over ranks), trains on
 its shard of each global batch, and DistributedDataParallel averages the summed gradients once, in
 the last backward pass of the step.
+
+A step does not wait for the device: its losses stay device tensors, watched by the run loop's
+divergence guard, and are read back only on the steps the loop logs. The attentive loss estimator's
+choice is the one read per middle subnet.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -37,8 +42,9 @@ from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import mflops
 from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
+from attentivenas.precision import autocast, grad_scaler
 from attentivenas.predictor import load_predictor
-from attentivenas.run_loop import EpochOrder, RunLoop, check_finite
+from attentivenas.run_loop import DivergenceGuard, EpochOrder, RunLoop
 from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
 from attentivenas.samplers import Sampler as SubnetSampler
@@ -49,7 +55,8 @@ FINAL_FILE = "supernet.pt"
 SUMMARY_FILE = "summary.json"
 FLOPS_TABLE_FILE = "flops_table.csv"
 FLOPS_HISTOGRAM_FILE = "flops_histogram.csv"
-METRICS_FIELDS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_mid", "mflops_mid"]
+METRICS_FIELDS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_mid", "mflops_mid", "images_scored"]
+DIVERGENCE_ADVICE = "lower config key 'training.lr' or set 'training.grad_clip_value'"
 EPOCHS_FIELDS = ["epoch", "top1_max", "top1_min", "loss_max", "loss_min"]
 
 
@@ -77,61 +84,88 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any],
 
 @dataclass
 class StepLosses:
-    loss_max: float
-    loss_min: float
-    loss_mid: list[float] = field(default_factory=list)
+    """One step's losses as 0-d device tensors: reading them (`float(...)`) waits for the device."""
+
+    loss_max: torch.Tensor
+    loss_min: torch.Tensor
+    loss_mid: list[torch.Tensor] = field(default_factory=list)
     subnets_mid: list[Subnet] = field(default_factory=list)
 
 
-def _check_finite(loss: torch.Tensor, step: int, subnet: Subnet, role: str) -> float:
-    return check_finite(loss, step, subnet, role, "lower config key 'training.lr' or set "
-                        "'training.grad_clip_value'")
-
-
 def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
-                       labels: torch.Tensor, settings: dict[str, Any], step: int = 0) -> StepLosses:
+                       labels: torch.Tensor, settings: dict[str, Any], step: int = 0, *,
+                       scaler: torch.amp.GradScaler | None = None,
+                       guard: DivergenceGuard | None = None) -> StepLosses:
     """Forward and backward every subnet of one sandwich step; gradients add up in `.grad`.
 
     `model` is the supernet or its DDP wrapper: with DDP, all backward passes but the last run
-    under `no_sync`, so gradients are averaged over ranks once per step.
+    under `no_sync`, so gradients are averaged over ranks once per step. Forwards (the attentive
+    estimator's too) run under the autocast of 'training.precision'; `scaler` scales each loss
+    before its backward pass. Without a `guard`, the step's losses are checked before returning.
     """
     sync_later = model.no_sync if isinstance(model, DistributedDataParallel) else contextlib.nullcontext
+    cast = functools.partial(autocast, images.device, settings["precision"])
+    scale = scaler.scale if scaler is not None else (lambda loss: loss)
+    own_guard = guard is None
+    guard = DivergenceGuard(DIVERGENCE_ADVICE) if own_guard else guard
     space = supernet.space
     middle_count = settings["num_arch_training"] - 2
 
     supernet.set_active_subnet(space.max_subnet(), regularize=True)
     with sync_later():
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=settings["label_smoothing"])
-        losses = StepLosses(loss_max=_check_finite(loss, step, space.max_subnet(), "max"), loss_min=math.nan)
-        loss.backward()
-    teacher = F.softmax(logits.detach(), dim=1)
+        with cast():
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=settings["label_smoothing"])
+        guard.watch(loss, step, space.max_subnet(), "max")
+        losses = StepLosses(loss_max=loss.detach(), loss_min=loss.new_tensor(math.nan))
+        scale(loss).backward()
+    teacher = F.softmax(logits.detach().float(), dim=1)
 
     for _ in range(middle_count):
-        subnet = sampler.sample(images, labels)
+        with cast():
+            subnet = sampler.sample(images, labels)
         supernet.set_active_subnet(subnet)
         with sync_later():
-            loss = F.cross_entropy(model(images), teacher)
-            losses.loss_mid.append(_check_finite(loss, step, subnet, "middle"))
+            with cast():
+                loss = F.cross_entropy(model(images), teacher)
+            guard.watch(loss, step, subnet, "middle")
+            losses.loss_mid.append(loss.detach())
             losses.subnets_mid.append(subnet)
-            loss.backward()
+            scale(loss).backward()
 
     supernet.set_active_subnet(space.min_subnet())
-    loss = F.cross_entropy(model(images), teacher)
-    losses.loss_min = _check_finite(loss, step, space.min_subnet(), "min")
-    loss.backward()
+    with cast():
+        loss = F.cross_entropy(model(images), teacher)
+    guard.watch(loss, step, space.min_subnet(), "min")
+    losses.loss_min = loss.detach()
+    scale(loss).backward()
+    if own_guard:
+        guard.check()
     return losses
 
 
 def sandwich_step(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
                   labels: torch.Tensor, settings: dict[str, Any], optimizer: torch.optim.Optimizer,
-                  scheduler: torch.optim.lr_scheduler.LRScheduler, step: int = 0) -> StepLosses:
-    """One training step: the sandwich's summed gradients, clipped element-wise, one SGD update."""
+                  scheduler: torch.optim.lr_scheduler.LRScheduler, step: int = 0, *,
+                  scaler: torch.amp.GradScaler | None = None,
+                  guard: DivergenceGuard | None = None) -> StepLosses:
+    """One training step: the sandwich's summed gradients, clipped element-wise, one SGD update.
+
+    With an fp16 `scaler`, gradients are unscaled before clipping and a step with inf/NaN gradients
+    is skipped (the scale shrinks); the losses themselves are still watched by the guard.
+    """
     optimizer.zero_grad(set_to_none=True)
-    losses = sandwich_gradients(model, supernet, sampler, images, labels, settings, step)
+    losses = sandwich_gradients(model, supernet, sampler, images, labels, settings, step, scaler=scaler,
+                                guard=guard)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if settings["grad_clip_value"] is not None:
         torch.nn.utils.clip_grad_value_(supernet.parameters(), settings["grad_clip_value"])
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
     return losses
 
@@ -251,8 +285,10 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        self.optimizer = build_optimizer(self.supernet, settings)
+        fused = self.device.type == "cuda" and settings["precision"] == "fp16"
+        self.optimizer = build_optimizer(self.supernet, settings, fused=fused or None)
         self.scheduler = build_scheduler(self.optimizer, settings, self.steps_per_epoch)
+        self.scaler = grad_scaler(self.device, settings["precision"])
         predictor = load_predictor(predictor_path, self.space) if predictor_path else None
         self.table = self._flops_table() if sampler_settings(config, run)["sampler"] == "attentive" else None
         self.sampler = build_sampler(config, run, self.space, supernet=self.supernet, predictor=predictor,
@@ -266,7 +302,8 @@ class Trainer:
                             checkpoint_every=settings["checkpoint_every_steps"],
                             log_every=settings["log_every_steps"], metric_fields=METRICS_FIELDS,
                             epoch_fields=EPOCHS_FIELDS, description=f"train {run}",
-                            progress=progress, writes_files=self.processes.writes_files)
+                            progress=progress, writes_files=self.processes.writes_files,
+                            guard=DivergenceGuard(DIVERGENCE_ADVICE))
         self.resumed = self.loop.resume(self)
 
     @property
@@ -299,11 +336,12 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict()}
+                "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
 
     def batches(self, epoch: int, start: int):
@@ -312,18 +350,24 @@ class Trainer:
                            self.processes.rank, self.config["seed"], epoch, start, self.steps_per_epoch)
         return make_loader(self.splits.train, self.local_batch, shuffle=False,
                            seed=self.config["seed"] + epoch, drop_last=True,
-                           num_workers=self.config["data"]["num_workers"], sampler=order)
+                           num_workers=self.config["data"]["num_workers"], sampler=order,
+                           pin_memory=self.device.type == "cuda")
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, Any]:
-        images, labels = (tensor.to(self.device) for tensor in batch)
+        """The step's row only on a step the loop logs: reading the losses back waits for the device."""
+        images, labels = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         lr = self.optimizer.param_groups[0]["lr"]
         losses = sandwich_step(self.model, self.supernet, self.sampler, images, labels, self.settings,
-                               self.optimizer, self.scheduler, step)
-        mid = losses.loss_mid
+                               self.optimizer, self.scheduler, step, scaler=self.scaler, guard=self.loop.guard)
+        if not self.loop.logs(step):
+            return {}
+        mid = [float(loss) for loss in losses.loss_mid]
         mid_mflops = [mflops(self.space, s) for s in losses.subnets_mid]
-        return {"lr": f"{lr:.6g}", "loss_max": round(losses.loss_max, 6), "loss_min": round(losses.loss_min, 6),
+        return {"lr": f"{lr:.6g}", "loss_max": round(float(losses.loss_max), 6),
+                "loss_min": round(float(losses.loss_min), 6),
                 "loss_mid": round(float(np.mean(mid)), 6) if mid else "",
-                "mflops_mid": round(float(np.mean(mid_mflops)), 4) if mid else ""}
+                "mflops_mid": round(float(np.mean(mid_mflops)), 4) if mid else "",
+                "images_scored": self.sampler.stats()["images_scored"]}
 
     def end_epoch(self, epoch: int) -> dict[str, Any] | None:
         return None if self.evaluator is None else self.validate(epoch)

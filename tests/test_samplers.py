@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LinearRegression
 
-from attentivenas.config import validate_config
+from attentivenas.config import merge, validate_config
 from attentivenas.errors import UserInputError
 from attentivenas.flops import mflops
 from attentivenas.io import read_csv
@@ -172,6 +172,53 @@ def test_loss_estimator_picks_by_minibatch_loss_without_touching_bn_or_rng(table
     assert {m.momentum for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.5}
 
 
+@pytest.mark.parametrize("score_images", [5, None, 64])
+def test_loss_estimator_scores_on_the_first_score_images_and_counts_them(table, score_images):
+    torch.manual_seed(0)
+    supernet = Supernet(FMNIST).train()
+    images, labels = torch.randn(12, 1, 28, 28), torch.randint(0, 10, (12,))
+    sampler = AttentiveSampler(FMNIST, random.Random(2), table, LossEstimator(supernet, 0.1, score_images), k=3)
+    sampler.sample(images, labels)
+    first_candidates = sampler.last_candidates
+    seen = 12 if score_images is None else min(score_images, 12)
+    losses = []
+    with torch.no_grad(), frozen_bn_statistics(supernet):
+        for candidate in sampler.last_candidates:
+            supernet.set_active_subnet(candidate)
+            losses.append(F.cross_entropy(supernet(images[:seen]), labels[:seen], label_smoothing=0.1).item())
+    assert np.allclose(-sampler.last_scores, losses, atol=1e-5)
+    if seen < 12:  # batch statistics of the sub-batch, not a slice of the whole batch's losses
+        with torch.no_grad(), frozen_bn_statistics(supernet):
+            supernet.set_active_subnet(sampler.last_candidates[0])
+            whole = F.cross_entropy(supernet(images), labels, label_smoothing=0.1).item()
+        assert abs(whole - losses[0]) > 1e-4
+    sampler.sample(images, labels)
+    stats = sampler.stats()
+    assert stats["scoring_forwards"] == 6 and stats["images_scored"] == 6 * seen
+    assert stats["scoring_mflops"] == pytest.approx(seen * sum(mflops(FMNIST, c) for c in sampler.last_candidates)
+                                                    + seen * sum(mflops(FMNIST, c) for c in first_candidates))
+    assert sampler.describe()["score_images"] == score_images
+
+    state = sampler.state_dict()
+    resumed = AttentiveSampler(FMNIST, random.Random(0), table, LossEstimator(supernet, 0.1, score_images), k=3)
+    resumed.load_state_dict(state)
+    assert resumed.stats()["images_scored"] == 6 * seen and resumed.stats()["candidates_drawn"] == 6
+    assert resumed.stats()["scoring_mflops"] == stats["scoring_mflops"]
+
+
+def test_loss_estimator_rejects_a_non_positive_sub_batch():
+    with pytest.raises(UserInputError, match="sampler.score_images"):
+        LossEstimator(Supernet(FMNIST), 0.1, 0)
+
+
+def test_predictor_and_uniform_sampling_score_no_images(table, tmp_path):
+    sampler = AttentiveSampler(FMNIST, random.Random(8), table, PredictorEstimator(_predictor(tmp_path), FMNIST))
+    sampler.sample()
+    assert sampler.stats()["scoring_forwards"] == 0 and sampler.stats()["images_scored"] == 0
+    assert UniformSampler(FMNIST, random.Random(0)).stats() == {"scoring_forwards": 0, "images_scored": 0,
+                                                                "scoring_mflops": 0.0}
+
+
 def test_attentive_sampler_resumes_exactly(table, tmp_path):
     estimator = PredictorEstimator(_predictor(tmp_path), FMNIST)
     sampler = AttentiveSampler(FMNIST, random.Random(8), table, estimator)
@@ -198,5 +245,11 @@ def test_factory_follows_the_config(tiny_config_dict, tmp_path):
     assert [sampler.sample() for _ in range(4)] == [again.sample() for _ in range(4)]
     with pytest.raises(UserInputError, match="--predictor"):
         build_sampler(config, "worst_pred", FMNIST)
+    for score_images in (16, None):
+        scored = validate_config(merge(config, {"sampler": {"score_images": score_images},
+                                                "methods": {"loss": {"sampler": "attentive"}}}))
+        loss = build_sampler(scored, "loss", FMNIST, supernet=Supernet(FMNIST))
+        assert loss.estimator.score_images == score_images and loss.describe()["score_images"] == score_images
+    assert validate_config(tiny_config_dict)["sampler"]["score_images"] == 32
     with pytest.raises(UserInputError, match=r"'warmup' or a method of config key 'methods' \(bignas, worst_pred"):
         build_sampler(config, "bestup", FMNIST)

@@ -1,4 +1,5 @@
 import argparse
+import copy
 import random
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from attentivenas.cli.train import relaunch_command
 from attentivenas.config import merge, validate_config
 from attentivenas.io import read_csv, read_json
 from attentivenas.optim import build_optimizer
+from attentivenas.precision import grad_scaler
 from attentivenas.run_loop import RunDivergedError
 from attentivenas.samplers import UniformSampler
 from attentivenas.space import SearchSpace
@@ -48,7 +50,7 @@ def tiny(tiny_config_dict):
 def _settings(**overrides):
     return {"num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
             "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1,
-            "warmup_start_factor": 0.001, "lr_scaling": "linear", **overrides}
+            "warmup_start_factor": 0.001, "lr_scaling": "linear", "precision": "fp32", **overrides}
 
 
 def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_clips():
@@ -128,8 +130,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path)
     assert summary["steps"] == 6 and summary["images_processed"] == 192 and summary["sampler"] == {"sampler": "uniform"}
 
 
-def test_non_finite_loss_stops_with_the_step_subnet_and_loss_and_keeps_the_checkpoint(tiny, tmp_path):
-    config = tiny(training={"epochs": 1})
+@pytest.mark.parametrize("log_every", [1, 10])
+def test_non_finite_loss_stops_with_the_step_subnet_and_loss_and_keeps_the_checkpoint(tiny, tmp_path, log_every):
+    """Losses are read on logged steps and before checkpoints: a NaN at step 3 is caught at step 3 or 4."""
+    config = tiny(training={"epochs": 1, "max_steps_per_epoch": 5, "log_every_steps": log_every})
     checkpoint = tmp_path / "run" / "resume.pt"
     saved = {}
 
@@ -146,6 +150,91 @@ def test_non_finite_loss_stops_with_the_step_subnet_and_loss_and_keeps_the_check
     assert FMNIST.max_subnet().to_json() in message
     assert checkpoint.read_bytes() == saved["bytes"]
     assert not (tmp_path / "run" / "supernet.pt").exists()
+
+
+def test_the_loop_reads_losses_from_the_device_only_on_logged_steps(tiny, tmp_path, monkeypatch):
+    """No scalar is read back per step (a host-device sync on CUDA): only where a row is logged."""
+    reads_by_step, current = {}, [1]
+
+    def counting(method):
+        def read(tensor, *args, **kwargs):
+            if tensor.is_floating_point():
+                reads_by_step[current[0]] = reads_by_step.get(current[0], 0) + 1
+            return method(tensor, *args, **kwargs)
+        return read
+
+    for name in ("item", "__float__", "__bool__", "tolist", "cpu", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+
+    def next_step(trainer, step):
+        current[0] = step + 1
+
+    config = tiny(training={"epochs": 1, "max_steps_per_epoch": 6, "log_every_steps": 3,
+                            "checkpoint_every_steps": 100, "validate_images": 0})
+    Trainer(config, "bignas", tmp_path / "run", progress=False).fit(on_step=next_step)
+    assert {step for step in range(1, 7) if reads_by_step.get(step)} == {3, 6}
+
+
+def test_bf16_autocast_runs_the_forwards_in_bf16_and_keeps_fp32_gradients():
+    torch.manual_seed(0)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    dtypes = []
+    supernet.classifier.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        supernet.zero_grad(set_to_none=True)
+        losses = sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(4)), images, labels,
+                                    _settings(precision=precision))
+        assert losses.loss_max.dtype == torch.float32 and torch.isfinite(losses.loss_min)
+        grads[precision] = torch.cat([p.grad.flatten() for p in supernet.parameters() if p.grad is not None])
+    assert dtypes == [torch.float32] * 4 + [torch.bfloat16] * 4
+    assert grads["bf16"].dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(grads["bf16"], grads["fp32"], dim=0) > 0.95
+
+
+def test_fp16_scales_the_losses_and_unscales_the_gradients_before_clipping():
+    torch.manual_seed(0)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    clipped = {}
+    for precision in ("fp32", "fp16"):
+        settings = _settings(precision=precision, grad_clip_value=0.01)
+        model = copy.deepcopy(supernet)
+        optimizer = build_optimizer(model, settings)
+        scheduler = build_scheduler(optimizer, settings, steps_per_epoch=10)
+        optimizer.register_step_pre_hook(lambda *_, model=model, precision=precision: clipped.update(
+            {precision: torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])}))
+        scaler = grad_scaler(images.device, precision)
+        sandwich_step(model, model, UniformSampler(FMNIST, random.Random(4)), images, labels, settings,
+                      optimizer, scheduler, scaler=scaler)
+        assert scaler.is_enabled() == (precision == "fp16")
+    assert clipped["fp16"].abs().max() <= 0.01 and (clipped["fp16"].abs() == 0.01).any()
+    assert torch.nn.functional.cosine_similarity(clipped["fp16"], clipped["fp32"], dim=0) > 0.95
+
+
+def test_fp16_run_resumes_with_its_loss_scale_and_scoring_counts(tiny, tmp_path):
+    config = tiny(training={"epochs": 1, "precision": "fp16", "validate_images": 0},
+                  sampler={"table_size": 500, "score_images": 16})
+
+    class Killed(Exception):
+        """Stands in for the process being killed mid-run."""
+
+    def kill_after_step_2(trainer, step):
+        if step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(config, "bestup", tmp_path / "run", progress=False).fit(on_step=kill_after_step_2)
+    task = load_checkpoint(tmp_path / "run" / "resume.pt")["task"]
+    assert task["scaler"]["scale"] > 1
+    resumed = Trainer(config, "bestup", tmp_path / "run", progress=False)
+    assert resumed.scaler.get_scale() == task["scaler"]["scale"]
+    assert resumed.sampler.stats()["images_scored"] == 2 * 2 * 2 * 16  # steps x middle subnets x k x images
+    summary = resumed.fit()
+    assert summary["sampler_stats"]["images_scored"] == 3 * 2 * 2 * 16
+    assert summary["sampler_stats"]["scoring_forwards"] == 3 * 2 * 2
+    assert [int(row["images_scored"]) for row in read_csv(tmp_path / "run" / "metrics.csv")] == [64, 128, 192]
 
 
 def test_init_warmup_starts_from_the_given_weights(tiny, tmp_path):
