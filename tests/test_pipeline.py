@@ -301,9 +301,9 @@ STAGES_OF_KEY = {
     **{f"training.{key}": {"warmup_supernet", "train_supernet"} for key in (
         "epochs", "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
         "nesterov", "weight_decay", "warmup_epochs", "warmup_start_factor", "label_smoothing", "grad_clip_value",
-        "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes")},
+        "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes", "precision")},
     "training.init": {"train_supernet"},  # the tiny warm-up sets its own init
-    **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries")},
+    **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries", "score_images")},
     f"warmup.{WARMUP_KEY}": {"warmup_supernet"},
     **{f"methods.*.{key}": {f"train_supernet[{METHOD}]"} | REPORT for key in ("mode", "k")},  # they make the label
     "methods.*.sampler": {f"train_supernet[{METHOD}]"} | REPORT,
@@ -330,6 +330,7 @@ NEW_VALUES = {  # keys whose next valid value the schema alone cannot give
     "results_dir": "results/other",
     "data.source": "data/fashion-mnist/fmnist-10k-2k.npz",
     "data.search_holdout": 0.25,
+    "sampler.score_images": 16,
     "methods.*.label": "renamed",
     "predictor.params": {"n_estimators": 5, "max_depth": 5},
     "search.targets_mflops": [1.0, 2.0],
