@@ -218,7 +218,7 @@ def planned_jobs(workdir: Path, configfile: Path | None = None, targets: tuple[s
             workflow = workflow_api._workflow
             workflow._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
             workflow._build_dag()
-            return {job_name(job) for job in workflow.dag.needrun_jobs()}
+            return {job_name(job) for job in workflow.dag.needrun_jobs() if job.output}
     finally:
         os.chdir(cwd)
 
@@ -226,7 +226,7 @@ def planned_jobs(workdir: Path, configfile: Path | None = None, targets: tuple[s
 @functools.cache
 def job_graph(workdir: Path) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
     """Every job of the project's full DAG, and each job's direct consumers."""
-    all_jobs = build_jobs(["all"], workdir)
+    all_jobs = [job for job in build_jobs(["all"], workdir) if job.output]  # not the aggregate targets
     producer = {str(f): job_name(j) for j in all_jobs for f in j.output}
     consumers: dict[str, set[str]] = {}
     for job in all_jobs:
