@@ -43,7 +43,7 @@ from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
 from attentivenas.samplers import Sampler as SubnetSampler
 from attentivenas.space import SearchSpace, Subnet
-from attentivenas.supernet import Supernet
+from attentivenas.supernet import DynamicBatchNorm2d, Supernet
 
 FINAL_FILE = "supernet.pt"
 SUMMARY_FILE = "summary.json"
@@ -246,6 +246,10 @@ class Trainer:
             self._load_weights(init_from)
         self.supernet.to(self.device).train()
         set_bn_momentum(self.supernet, settings["bn_momentum"])
+        if settings["sync_batchnorm"] and self.processes.distributed:
+            for module in self.supernet.modules():
+                if isinstance(module, DynamicBatchNorm2d):
+                    module.synchronized = True
         self.model: nn.Module = self.supernet
         if self.processes.distributed:
             self.model = DistributedDataParallel(
