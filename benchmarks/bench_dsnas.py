@@ -22,11 +22,12 @@ import torch
 from attentivenas.config import training_settings, validate_config
 from attentivenas.data import build_splits, make_loader
 from attentivenas.dsnas import DSNAS
+from attentivenas.optim import build_optimizer
 from attentivenas.runtime import seed_everything, set_threads
 from attentivenas.samplers import build_sampler
 from attentivenas.space import SearchSpace
 from attentivenas.supernet import Supernet
-from attentivenas.training import build_optimizer, build_scheduler, sandwich_step
+from attentivenas.training import build_scheduler, sandwich_step
 
 DATA = "data/fashion-mnist/fmnist-10k-2k.npz"
 

@@ -20,11 +20,12 @@ import torch
 
 from attentivenas.config import validate_config
 from attentivenas.data import build_splits, make_loader
+from attentivenas.optim import build_optimizer
 from attentivenas.runtime import seed_everything, set_threads
 from attentivenas.samplers import AttentiveSampler, build_flops_table, build_sampler
 from attentivenas.space import SearchSpace
 from attentivenas.supernet import Supernet
-from attentivenas.training import build_optimizer, build_scheduler, sandwich_step, set_bn_momentum
+from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentum
 
 REPO = Path(__file__).resolve().parents[1]
 
