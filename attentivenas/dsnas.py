@@ -64,7 +64,7 @@ from attentivenas.evaluation import evaluator_from_config
 from attentivenas.flops import count, flops_range, mflops
 from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
-from attentivenas.run_loop import EpochOrder, RunLoop, check_finite
+from attentivenas.run_loop import EpochOrder, RunLoop, check_finite, run_identity
 from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.space import SearchSpace, Subnet, expanded_channels
 from attentivenas.static import adapt_resolution
@@ -428,10 +428,14 @@ def check_target(space: SearchSpace, target_mflops: float) -> None:
                          f"space {space.name!r}, which spans {low:.3f} to {high:.3f} MFLOPs")
 
 
-def _fingerprint(config: dict[str, Any], target_mflops: float, init_from: str | None) -> dict[str, Any]:
-    """What a resume checkpoint must agree on with the rerun that picks it up."""
-    return {"target_mflops": float(target_mflops), "init_from": init_from, "seed": config["seed"],
-            **{key: config[key] for key in ("space", "resolution_mode", "data", "supernet", "dsnas")}}
+def _identity(config: dict[str, Any], space: SearchSpace, target_mflops: float, device: torch.device,
+              init_from: str | Path | None) -> dict[str, Any]:
+    """Everything that determines the run's result (`run_identity`); other targets are left out."""
+    dsnas = {key: value for key, value in config["dsnas"].items() if key not in ("targets_mflops", "enabled")}
+    return run_identity({"target_mflops": float(target_mflops), "seed": config["seed"], "space": space.to_dict(),
+                         "resolution_mode": config["resolution_mode"], "data": config["data"],
+                         "supernet": config["supernet"], "dsnas": dsnas, "evaluation": config["evaluation"],
+                         "device": device.type}, {"init_from": init_from})
 
 
 def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path | None) -> dict | None:
@@ -518,8 +522,8 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
                    warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"],
                    search_steps=steps_per_epoch * settings["epochs"])
     task = _SearchTask(search, config, splits, steps_per_epoch)
-    fingerprint = _fingerprint(config, target_mflops, None if init_from is None else str(init_from))
-    loop = RunLoop(out_dir, supernet, fingerprint, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    identity = _identity(config, space, target_mflops, device, init_from)
+    loop = RunLoop(out_dir, supernet, identity, epochs=epochs, steps_per_epoch=steps_per_epoch,
                    checkpoint_every=settings["checkpoint_every_steps"], log_every=1,
                    metric_fields=["step", "epoch", *(f.name for f in fields(StepRecord))],
                    description=f"dsnas {target_mflops:g} MFLOPs", progress=progress)

@@ -9,9 +9,11 @@ keyed by the run's identity (everything that determines its result); a finished 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +41,32 @@ class RunSetupError(UserInputError):
 
 class RunDivergedError(UserInputError):
     """A loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@cache
+def code_version() -> str:
+    """SHA-256 of the package's sources and data files and of the torch version that runs them."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_identity(settings: dict[str, Any], inputs: dict[str, str | Path | None]) -> dict[str, Any]:
+    """Everything that determines a run's result: its resolved settings, the SHA-256 of each input file
+    (None when not given) and the code version. A resume file is continued only under an equal identity."""
+    return {**settings, **{f"input {name}": None if path is None else file_sha256(path)
+                           for name, path in inputs.items()}, "code_version": code_version()}
 
 
 def _distributed() -> bool:

@@ -8,8 +8,10 @@ subnet is slicing every tensor of the static model's state_dict out of the super
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as distributed_all_reduce
 from torchvision.ops import stochastic_depth
 
 from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
@@ -43,11 +45,38 @@ class DynamicConv2d(nn.Conv2d):
                         c_in if self.depthwise else 1)
 
 
+def synchronized_batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                            running_mean: torch.Tensor, running_var: torch.Tensor, momentum: float,
+                            eps: float) -> torch.Tensor:
+    """Training-mode BN whose statistics cover every process's batch (equal local batches, as DDP
+    training has); gradients flow through the all-reduce, as in torch's SyncBatchNorm."""
+    world = dist.get_world_size()
+    moments = torch.cat([x.mean((0, 2, 3)), x.square().mean((0, 2, 3))])
+    mean, mean_square = (distributed_all_reduce(moments) / world).chunk(2)
+    var = mean_square - mean.square()
+    if momentum:
+        count = x.numel() // x.shape[1] * world
+        with torch.no_grad():
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * count / max(count - 1, 1), momentum)
+    shape = (1, -1, 1, 1)
+    return (x - mean.view(shape)) * torch.rsqrt(var + eps).view(shape) * weight.view(shape) + bias.view(shape)
+
+
 class DynamicBatchNorm2d(nn.BatchNorm2d):
-    """BN over the leading channels; cumulative recalibration happens on extracted subnets."""
+    """BN over the leading channels; cumulative recalibration happens on extracted subnets.
+
+    `synchronized` (config key training.sync_batchnorm, under DDP) normalizes training batches with
+    statistics over all processes.
+    """
+
+    synchronized = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
+        if self.synchronized and self.training and dist.is_available() and dist.is_initialized():
+            return synchronized_batch_norm(x, self.weight[:c], self.bias[:c], self.running_mean[:c],
+                                           self.running_var[:c], self.momentum or 0.0, self.eps)
         return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
                             self.training or not self.track_running_stats, self.momentum or 0.0, self.eps)
 

@@ -44,12 +44,12 @@ from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.precision import autocast, grad_scaler
 from attentivenas.predictor import load_predictor
-from attentivenas.run_loop import DivergenceGuard, EpochOrder, RunLoop
+from attentivenas.run_loop import DivergenceGuard, EpochOrder, RunLoop, run_identity
 from attentivenas.runtime import resolve_device, seed_everything
 from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
 from attentivenas.samplers import Sampler as SubnetSampler
 from attentivenas.space import SearchSpace, Subnet
-from attentivenas.supernet import Supernet
+from attentivenas.supernet import DynamicBatchNorm2d, Supernet
 
 FINAL_FILE = "supernet.pt"
 SUMMARY_FILE = "summary.json"
@@ -280,6 +280,10 @@ class Trainer:
             self._load_weights(init_from)
         self.supernet.to(self.device).train()
         set_bn_momentum(self.supernet, settings["bn_momentum"])
+        if settings["sync_batchnorm"] and self.processes.distributed:
+            for module in self.supernet.modules():
+                if isinstance(module, DynamicBatchNorm2d):
+                    module.synchronized = True
         self.model: nn.Module = self.supernet
         if self.processes.distributed:
             self.model = DistributedDataParallel(
@@ -297,8 +301,8 @@ class Trainer:
         self.evaluator = (evaluator_from_config(config, self.splits, "search", self.device,
                                                 max_images=settings["validate_images"])
                           if validates else None)
-        self.loop = RunLoop(self.out_dir, self.supernet, self._identity(), epochs=settings["epochs"],
-                            steps_per_epoch=self.steps_per_epoch,
+        self.loop = RunLoop(self.out_dir, self.supernet, self._identity(init_from, predictor_path),
+                            epochs=settings["epochs"], steps_per_epoch=self.steps_per_epoch,
                             checkpoint_every=settings["checkpoint_every_steps"],
                             log_every=settings["log_every_steps"], metric_fields=METRICS_FIELDS,
                             epoch_fields=EPOCHS_FIELDS, description=f"train {run}",
@@ -326,11 +330,19 @@ class Trainer:
             table.save_histogram(self.path(FLOPS_HISTOGRAM_FILE), self.config["sampler"]["prior"])
         return table
 
-    def _identity(self) -> dict[str, Any]:
-        """What a resume file must match to be continued by this run."""
-        return {"run": self.run, "seed": self.config["seed"], "settings": self.settings,
-                "sampler": self.sampler.describe(), "world_size": self.processes.world_size,
-                "data": self.config["data"]}
+    def _identity(self, init_from: str | Path | None, predictor_path: str | Path | None) -> dict[str, Any]:
+        """Everything that determines this run's result (`run_identity`); display labels are left out."""
+        config = self.config
+        method = {} if self.run == "warmup" else {k: v for k, v in config["methods"][self.run].items()
+                                                   if k != "label"}
+        warm = self.settings["init"] == "warmup"
+        return run_identity({"run": self.run, "training": self.settings, "method": method,
+                             "sampler": self.sampler.describe(), "sampler_defaults": config["sampler"],
+                             "seed": config["seed"], "space": self.space.to_dict(),
+                             "resolution_mode": config["resolution_mode"], "supernet": config["supernet"],
+                             "data": config["data"], "evaluation": config["evaluation"],
+                             "processes": self.processes.world_size, "device": self.device.type},
+                            {"init_from": init_from if warm else None, "predictor": predictor_path})
 
     # -- the task the run loop steps
 

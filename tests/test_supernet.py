@@ -1,4 +1,8 @@
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +181,43 @@ def test_static_subnet_state_dict_reloads_without_supernet():
 def test_unknown_resolution_mode():
     with pytest.raises(ValueError, match="resize"):
         Supernet(SearchSpace.load("fmnist"), resolution_mode="stretch")
+
+
+SYNC_BN_SCRIPT = """
+import copy, torch, torch.distributed as dist
+from attentivenas.supernet import DynamicBatchNorm2d
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+x = (torch.randn(8, 6, 3, 3) * 3 + 1).requires_grad_()
+upstream = torch.randn(8, 6, 3, 3)
+alone = DynamicBatchNorm2d(8, momentum=0.1)
+with torch.no_grad():
+    alone.weight.uniform_(0.5, 1.5)
+    alone.bias.uniform_(-1, 1)
+synced = copy.deepcopy(alone)
+synced.synchronized = True
+expected = alone(x)
+(expected * upstream).sum().backward()
+part = x.detach()[4 * rank: 4 * rank + 4].requires_grad_()
+out = synced(part)
+(out * upstream[4 * rank: 4 * rank + 4]).sum().backward()
+for grad in (synced.weight.grad, synced.bias.grad):
+    dist.all_reduce(grad)
+close = lambda a, b: torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+assert close(out, expected[4 * rank: 4 * rank + 4])
+assert close(part.grad, x.grad[4 * rank: 4 * rank + 4])
+assert close(synced.weight.grad, alone.weight.grad) and close(synced.bias.grad, alone.bias.grad)
+assert close(synced.running_mean, alone.running_mean) and close(synced.running_var, alone.running_var)
+assert not close(out, torch.nn.functional.batch_norm(part, None, None, alone.weight[:6], alone.bias[:6], True))
+dist.destroy_process_group()
+"""
+
+
+def test_synchronized_bn_over_two_processes_equals_bn_over_their_joint_batch(tmp_path):
+    script = tmp_path / "sync_bn.py"
+    script.write_text(SYNC_BN_SCRIPT)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
