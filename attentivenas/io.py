@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from attentivenas.errors import UserInputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -38,6 +40,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_text(path: str | Path, what: str, error: type[UserInputError] = UserInputError, hint: str = "") -> str:
+    """The text of an input file, or `error` naming the file and why it cannot be read (missing, a folder, binary)."""
+    path = Path(path)
+    hint = f"; {hint}" if hint else ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist{hint}") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory; give the file{hint}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not a text file (not UTF-8){hint}") from None
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read: {err.strerror}{hint}") from None
 
 
 def write_json(path: str | Path, data: Any) -> None:

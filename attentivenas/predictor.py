@@ -12,6 +12,7 @@ which refuses a predictor fitted for a different space.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import zipfile
@@ -153,19 +154,27 @@ def read_sample_table(path: str | Path, space: SearchSpace) -> SampleTable:
     if not path.is_file():
         raise PredictorError(f"predictor data {path} does not exist: "
                              "run python -m attentivenas sample-subnets")
-    rows = read_csv(path)
+    try:
+        rows = read_csv(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise PredictorError(f"predictor data {path} is not a CSV table of sample-subnets ({err})") from None
     missing = [c for c in SAMPLE_COLUMNS if rows and c not in rows[0]]
     if not rows or missing:
         raise PredictorError(f"{path} is not a sample-subnets table: "
                              f"{'no rows' if not rows else 'missing column(s) ' + ', '.join(missing)}")
-    subnets = []
+    subnets, mflops, top1 = [], [], []
     for number, row in enumerate(rows, start=2):
         try:
             subnets.append(space.validate(json.loads(row["subnet"])))
         except (json.JSONDecodeError, SubnetError) as err:
             raise PredictorError(f"{path} line {number}: {err}") from None
-    return SampleTable(subnets, np.array([float(r["mflops"]) for r in rows]),
-                       np.array([float(r["top1"]) for r in rows]))
+        for column, values in (("mflops", mflops), ("top1", top1)):
+            try:
+                values.append(float(row[column]))
+            except (TypeError, ValueError):
+                raise PredictorError(f"{path} line {number}: column {column} = {row[column]!r} is not a "
+                                     "number") from None
+    return SampleTable(subnets, np.array(mflops), np.array(top1))
 
 
 # ---------------------------------------------------------------- fitting and rank quality
