@@ -323,7 +323,8 @@ CASES: list[tuple[str, object]] = [
     ("idx-dir-missing-files", lambda w: (w.prepare(w.config(data={"source": w.directory("empty")})),
                                          ["empty", "train-images-idx3-ubyte"])),
     ("idx-gz-truncated!", lambda w: (w.prepare(w.config(data={"source": w.idx_dir(
-        corrupt=gzip.compress(bytes(4000))[:300])})), ["train-images-idx3-ubyte.gz"])),
+        corrupt=gzip.compress(np.random.default_rng(0).bytes(4000))[:1000])})),
+                                     ["train-images-idx3-ubyte.gz", "truncated"])),
     ("idx-gz-not-gzip!", lambda w: (w.prepare(w.config(data={"source": w.idx_dir(corrupt=BINARY)})),
                                     ["train-images-idx3-ubyte.gz"])),
     ("idx-bad-magic", lambda w: (w.prepare(w.config(data={"source": w.idx_dir(
