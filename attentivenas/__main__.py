@@ -6,6 +6,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from attentivenas import cli
 from attentivenas.errors import UserInputError
@@ -24,9 +25,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The flags every command shares: a thread count, and outputs that can be written where they point."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UserInputError(f"--threads {threads}: give the number of CPU threads to use, at least 1")
+    for flag, want_dir in (("out_dir", True), ("out", False)):
+        value = getattr(args, flag, None)
+        if value is not None:
+            _check_output(Path(value), "--" + flag.replace("_", "-"), want_dir)
+
+
+def _check_output(path: Path, flag: str, want_dir: bool) -> None:
+    if path.exists() and path.is_dir() != want_dir:
+        raise UserInputError(f"{flag} {path} is an existing {'directory' if path.is_dir() else 'file'}; give "
+                             f"{'a directory (created if missing)' if want_dir else 'a file path'}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserInputError(f"{flag} {path}: {blocker} is a file, so nothing can be written below it")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_arguments(args)
         return args.handler(args) or 0
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -17,6 +17,7 @@ import yaml
 
 from attentivenas.errors import UserInputError
 from attentivenas.flops import flops_range
+from attentivenas.io import read_text
 from attentivenas.space import SearchSpace, SpaceError
 
 SCHEMA_FILE = "config_schema.yaml"
@@ -101,12 +102,14 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read, merge `overrides` (nested dict) into, and validate an experiment config file."""
     path = Path(path)
+    text = read_text(path, "config file", ConfigError, "see config/ for examples")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; see config/ for examples") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if raw is None and not overrides:
+        raise ConfigError(f"config file {path} is empty: it needs at least the keys 'space' and 'data'; see "
+                          "config/ for examples")
     if overrides:
         raw = merge(raw or {}, overrides)
     return validate_config(raw, source=str(path))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import math
 import random
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,8 +59,12 @@ class DataError(UserInputError):
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (the MNIST / Fashion-MNIST format), gzip-compressed (.gz) or plain."""
     path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
-        raw = file.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+            raw = file.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot be read ({err or type(err).__name__}); the file is truncated or "
+                        f"not {'gzip-compressed' if path.suffix == '.gz' else 'an IDX file'}") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex()})")
     ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
@@ -92,12 +98,18 @@ def read_fashion_mnist_idx(directory: str | Path) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as npz:
-        missing = sorted(set(FASHION_MNIST_FILES) - set(npz.files))
-        if missing:
-            raise DataError(f"data.source={path}: the .npz lacks {missing}; expected {FASHION_MNIST_HINT}, "
-                            "made by scripts/make_fashion_mnist_subset.py")
-        return {key: npz[key] for key in FASHION_MNIST_FILES}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = sorted(set(FASHION_MNIST_FILES) - set(npz.files))
+            if missing:
+                raise DataError(f"data.source={path}: the .npz lacks {missing}; expected {FASHION_MNIST_HINT}, "
+                                "made by scripts/make_fashion_mnist_subset.py")
+            return {key: npz[key] for key in FASHION_MNIST_FILES}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"data.source={path}: not a readable .npz archive ({err or type(err).__name__}); the file "
+                        f"is truncated or of another kind; expected {FASHION_MNIST_HINT}") from None
 
 
 # ---------------------------------------------------------------- the config

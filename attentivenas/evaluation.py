@@ -11,6 +11,7 @@ recorded separately (`calibration_seconds`, next to `measure_seconds` and `image
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from attentivenas.flops import count
 from attentivenas.space import Subnet
 from attentivenas.static import StaticSubnet
 from attentivenas.supernet import Supernet
+
+LOG = logging.getLogger(__name__)
 
 SPLITS = ("search", "test", "train")
 CACHE_LIMIT_BYTES = 1 << 30
@@ -158,6 +161,14 @@ class SubnetEvaluator:
 
 def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str, device: torch.device,
                           max_images: int | None = None) -> SubnetEvaluator:
-    """The evaluator a pipeline stage uses: the config's `evaluation` settings, seed and data workers."""
+    """The evaluator a pipeline stage uses: the config's `evaluation` settings, seed and data workers.
+
+    More calibration images than the training split holds is capped at the split, and the cap logged.
+    """
+    requested, available = config["evaluation"]["calibration_images"], len(splits.calibration)
+    if requested > available:
+        LOG.warning("config key 'evaluation.calibration_images' = %d exceeds the %d training images of "
+                    "data.source %s: BatchNorm calibration uses all %d", requested, available,
+                    config["data"]["source"], available)
     return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"], max_images=max_images,
                            num_workers=config["data"]["num_workers"])

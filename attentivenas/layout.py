@@ -146,7 +146,7 @@ class PredictorFiles:
 
     @property
     def predictor(self) -> Path:
-        return self.dir / "predictor.pkl"
+        return self.dir / "predictor.npz"
 
     @property
     def metrics(self) -> Path:

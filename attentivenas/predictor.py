@@ -1,5 +1,8 @@
 """Accuracy predictors on the subnet encoding: fitted, scored by rank quality, saved with the sklearn version.
 
+A predictor file is an .npz read without pickle: the regressor's arrays (attentivenas.regressor_arrays)
+and a JSON header, so opening a predictor never runs code from it.
+
 The predictor's job is ranking subnets, above all subnets of similar cost (the attentive sampler
 compares candidates within one FLOPs bin), so its quality is reported as Kendall tau and Spearman rho
 on held-out subnets, overall and within equal-count FLOPs bins, next to the RMSE. The attentive
@@ -9,10 +12,10 @@ which refuses a predictor fitted for a different space.
 
 from __future__ import annotations
 
-import io
+import csv
 import json
-import pickle
 import random
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +30,10 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
 
+from attentivenas import regressor_arrays
 from attentivenas.errors import UserInputError
 from attentivenas.evaluation import EvalResult
-from attentivenas.io import atomic_write_bytes, read_csv
+from attentivenas.io import read_csv, write_npz
 from attentivenas.space import SearchSpace, Subnet, SubnetError
 
 REGRESSORS: dict[str, type[RegressorMixin]] = {
@@ -45,6 +49,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "extra_trees": {"n_estimators": 100, "max_depth": 15},
 }
 SAMPLE_COLUMNS = ("subnet", "mflops", "params_m", "top1", "loss")
+FILE_FORMAT = "attentivenas-predictor/1"
 
 
 class PredictorError(UserInputError):
@@ -53,38 +58,62 @@ class PredictorError(UserInputError):
 
 @dataclass
 class AccuracyPredictor:
-    """A fitted regressor from the subnet encoding to top-1 (percent)."""
+    """A fitted regressor from the subnet encoding to top-1 (percent), held as its arrays."""
 
-    model: Any
+    model: regressor_arrays.StoredRegressor
     space_name: str
     encoding_length: int
     sklearn_version: str = sklearn.__version__
 
+    def __post_init__(self):
+        try:
+            self.model = regressor_arrays.to_arrays(self.model)
+        except regressor_arrays.UnsupportedRegressor as err:
+            raise PredictorError(str(err)) from None
+
     def predict(self, space: SearchSpace, subnets: Sequence[Subnet]) -> np.ndarray:
         features = np.array([space.encode(s) for s in subnets], dtype=np.float64)
-        return np.asarray(self.model.predict(features), dtype=np.float64)
+        return self.model.predict(features)
 
 
 def save_predictor(path: str | Path, predictor: AccuracyPredictor) -> None:
-    buffer = io.BytesIO()
-    pickle.dump(predictor, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    header = {"format": FILE_FORMAT, "kind": regressor_arrays.kind_of(predictor.model),
+              "space_name": predictor.space_name, "encoding_length": predictor.encoding_length,
+              "sklearn_version": predictor.sklearn_version, **predictor.model.meta()}
+    write_npz(path, {"header": np.array(json.dumps(header, sort_keys=True)), **predictor.model.arrays()})
 
 
 def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
+    """Read a predictor file written by `save_predictor` (never code: no pickle) and check it fits `space`."""
     path = Path(path)
     if not path.is_file():
         raise PredictorError(f"predictor file {path} does not exist: fit one first "
                              "(python -m attentivenas fit-predictor, or snakemake --cores all predictor)")
-    with open(path, "rb") as handle:
-        predictor = pickle.load(handle)
-    if not isinstance(predictor, AccuracyPredictor):
-        raise PredictorError(f"{path} is not an attentivenas accuracy predictor")
-    if predictor.space_name != space.name or predictor.encoding_length != space.encoding_length:
-        raise PredictorError(f"predictor {path} was fitted for space {predictor.space_name!r} "
-                             f"({predictor.encoding_length} numbers), not {space.name!r}; "
+    not_ours = (f"{path} is not an attentivenas predictor file ({FILE_FORMAT}: an .npz of arrays and a "
+                "header, written by fit-predictor)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not an .npz archive of arrays")
+        with loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+        if "header" not in arrays:
+            raise ValueError("it has no header array")
+        header = json.loads(str(arrays.pop("header")))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise PredictorError(f"{not_ours}; it cannot be read: {err}") from None
+    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
+        raise PredictorError(not_ours)
+    if header.get("space_name") != space.name or header.get("encoding_length") != space.encoding_length:
+        raise PredictorError(f"predictor {path} was fitted for space {header.get('space_name')!r} "
+                             f"({header.get('encoding_length')} numbers), not {space.name!r}; "
                              "refit it for this space")
-    return predictor
+    try:
+        model = regressor_arrays.restore(header.get("kind"), header, arrays, space.encoding_length)
+        model.predict(np.array([space.encode(space.min_subnet())]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise PredictorError(f"{not_ours}; its regressor is inconsistent: {err}") from None
+    return AccuracyPredictor(model, space.name, space.encoding_length, str(header.get("sklearn_version")))
 
 
 # ---------------------------------------------------------------- data: sampled and evaluated subnets
@@ -125,19 +154,27 @@ def read_sample_table(path: str | Path, space: SearchSpace) -> SampleTable:
     if not path.is_file():
         raise PredictorError(f"predictor data {path} does not exist: "
                              "run python -m attentivenas sample-subnets")
-    rows = read_csv(path)
+    try:
+        rows = read_csv(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise PredictorError(f"predictor data {path} is not a CSV table of sample-subnets ({err})") from None
     missing = [c for c in SAMPLE_COLUMNS if rows and c not in rows[0]]
     if not rows or missing:
         raise PredictorError(f"{path} is not a sample-subnets table: "
                              f"{'no rows' if not rows else 'missing column(s) ' + ', '.join(missing)}")
-    subnets = []
+    subnets, mflops, top1 = [], [], []
     for number, row in enumerate(rows, start=2):
         try:
             subnets.append(space.validate(json.loads(row["subnet"])))
         except (json.JSONDecodeError, SubnetError) as err:
             raise PredictorError(f"{path} line {number}: {err}") from None
-    return SampleTable(subnets, np.array([float(r["mflops"]) for r in rows]),
-                       np.array([float(r["top1"]) for r in rows]))
+        for column, values in (("mflops", mflops), ("top1", top1)):
+            try:
+                values.append(float(row[column]))
+            except (TypeError, ValueError):
+                raise PredictorError(f"{path} line {number}: column {column} = {row[column]!r} is not a "
+                                     "number") from None
+    return SampleTable(subnets, np.array(mflops), np.array(top1))
 
 
 # ---------------------------------------------------------------- fitting and rank quality
@@ -205,18 +242,17 @@ def fit_predictor(space: SearchSpace, table: SampleTable, settings: Mapping[str,
     fit_idx, held_idx = train_test_split(np.arange(n), test_size=held, random_state=seed)
     try:
         regressor.fit(features[fit_idx], table.top1[fit_idx])
-        predicted = np.asarray(regressor.predict(features[held_idx]), dtype=np.float64)
+        predictor = AccuracyPredictor(regressor, space.name, space.encoding_length)
+        predicted = predictor.model.predict(features[held_idx])
     except (ValueError, TypeError) as err:
         raise PredictorError(f"config key 'predictor.params' {dict(settings['params'])} rejected by "
                              f"{type(regressor).__name__}: {err}") from None
     true, mflops = table.top1[held_idx], table.mflops[held_idx]
-    params = {k: v for k, v in regressor.get_params().items()
-              if isinstance(v, int | float | str | bool | None)}
+    params = regressor_arrays.plain_params(regressor)
     metrics = {"model": settings["model"], "params": params, "n_fit": int(len(fit_idx)),
                "n_heldout": int(len(held_idx)),
                **rank_metrics(true, predicted, mflops, settings["flops_bins"]),
                "sklearn_version": sklearn.__version__}
     predictions = [{"mflops": float(m), "true": float(t), "predicted": float(p)}
                    for m, t, p in zip(mflops, true, predicted, strict=True)]
-    predictor = AccuracyPredictor(regressor, space.name, space.encoding_length)
     return PredictorFit(predictor, metrics, predictions)

@@ -279,15 +279,15 @@ def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
     layout = ResultsLayout(results_dir)
     formats = config["report"]["formats"]
     paper = layout.paper
-    results = collect(config, results_dir)
+    results = collect(config, results_dir)  # every input is read before the first figure is written
     labels = {r.method: r.label for r in results}
-    save_figure(pareto_fronts_figure(results, space), paper.figure_stem("pareto_fronts"), formats)
     sampled = {m: [r for r in read_csv(layout.search(m).evaluated) if r["generation"] == "0"]
                for m in config["methods"]}
-    save_figure(accuracy_by_bin_figure(sampled, labels), paper.figure_stem("accuracy_by_flops_bin"), formats)
     predictions = read_csv(layout.predictor.predictions)
-    save_figure(predictor_rank_figure(predictions), paper.figure_stem("predictor_rank"), formats)
     curves = {m: read_csv(layout.supernet(m).epochs) for m in config["methods"]}
+    save_figure(pareto_fronts_figure(results, space), paper.figure_stem("pareto_fronts"), formats)
+    save_figure(accuracy_by_bin_figure(sampled, labels), paper.figure_stem("accuracy_by_flops_bin"), formats)
+    save_figure(predictor_rank_figure(predictions), paper.figure_stem("predictor_rank"), formats)
     save_figure(training_curves_figure(curves, labels), paper.figure_stem("training_curves"), formats)
     write_csv(paper.fronts_data,
               [{"method": m.method, "model": m.model, "mflops": round(m.mflops, 4), "top1_test": round(m.top1_test, 2)}

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from attentivenas.errors import UserInputError
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -25,5 +27,5 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise UserInputError("config key 'device' is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     return torch.device(name)

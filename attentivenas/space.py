@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from attentivenas.errors import UserInputError
+from attentivenas.io import read_text
 
 FIELDS = ("resolution", "width", "depth", "kernel_size", "expand_ratio")
 
@@ -105,38 +106,34 @@ class SearchSpace:
     def __init__(self, spec: dict[str, Any], source: str = "<dict>"):
         self.source = source
         self.spec = spec
-        try:
-            self.name = str(spec["name"])
-            self.num_classes = int(spec["num_classes"])
-            self.in_channels = int(spec.get("in_channels", 3))
-            self.resolutions = tuple(int(r) for r in spec["resolutions"])
-            self.base_resolution = int(spec.get("base_resolution", max(self.resolutions)))
-            stem = spec["stem"]
-            self.stem_widths = tuple(int(w) for w in stem["widths"])
-            self.stem_stride = int(stem.get("stride", 2))
-            self.stem_kernel = int(stem.get("kernel", 3))
-            self.stages = tuple(
-                Stage(
-                    name=str(s["name"]),
-                    widths=tuple(int(w) for w in s["widths"]),
-                    depths=tuple(int(d) for d in s["depths"]),
-                    kernels=tuple(int(k) for k in s["kernels"]),
-                    expand_ratios=tuple(s["expand_ratios"]),
-                    stride=int(s["stride"]),
-                    se=bool(s["se"]),
-                )
-                for s in spec["stages"]
-            )
-            head = spec["head"]
-            self.head_widths = tuple(int(w) for w in head["widths"])
-            self.head_expand = int(head.get("expand", 6))
-            self.flops_bin_width = float(spec["flops_bin_width"])
-            hv = spec["hypervolume"]
-            self.hypervolume_window = (float(hv["mflops_min"]), float(hv["mflops_max"]))
-            self.hypervolume_top1_floor = float(hv["top1_min"])
-        except KeyError as err:
-            raise SpaceError(f"search space {source}: missing key {err}; see attentivenas/spaces/"
-                             "attentivenas.yaml for a complete example") from None
+        read = _SpecReader(source)
+        self.name = read(spec, "name", str)
+        self.num_classes = read(spec, "num_classes", int)
+        self.in_channels = read(spec, "in_channels", int, default=3)
+        self.resolutions = read(spec, "resolutions", (int,))
+        self.base_resolution = read(spec, "base_resolution", int, default=max(self.resolutions))
+        stem = read(spec, "stem", dict)
+        self.stem_widths = read(stem, "widths", (int,), "stem.")
+        self.stem_stride = read(stem, "stride", int, "stem.", default=2)
+        self.stem_kernel = read(stem, "kernel", int, "stem.", default=3)
+        stages = read(spec, "stages", list)
+        self.stages = tuple(
+            Stage(name=read(s, "name", str, f"stages[{i}]."), widths=read(s, "widths", (int,), f"stages[{i}]."),
+                  depths=read(s, "depths", (int,), f"stages[{i}]."),
+                  kernels=read(s, "kernels", (int,), f"stages[{i}]."),
+                  expand_ratios=read(s, "expand_ratios", (float,), f"stages[{i}]."),
+                  stride=read(s, "stride", int, f"stages[{i}]."), se=read(s, "se", bool, f"stages[{i}]."))
+            for i, s in enumerate(stages))
+        head = read(spec, "head", dict)
+        self.head_widths = read(head, "widths", (int,), "head.")
+        self.head_expand = read(head, "expand", int, "head.", default=6)
+        self.flops_bin_width = read(spec, "flops_bin_width", float)
+        hv = read(spec, "hypervolume", dict)
+        self.hypervolume_window = (read(hv, "mflops_min", float, "hypervolume."),
+                                   read(hv, "mflops_max", float, "hypervolume."))
+        self.hypervolume_top1_floor = read(hv, "top1_min", float, "hypervolume.")
+        if not self.stages:
+            raise SpaceError(f"search space {source}: key 'stages' lists no stage")
         self._check()
 
     def _check(self) -> None:
@@ -164,7 +161,11 @@ class SearchSpace:
             return cls(yaml.safe_load(bundled.read_text()), source=text)
         path = Path(text)
         if path.is_file():
-            return cls(yaml.safe_load(path.read_text()), source=str(path))
+            try:
+                spec = yaml.safe_load(read_text(path, "search space file", SpaceError))
+            except yaml.YAMLError as err:
+                raise SpaceError(f"search space file {path} is not valid YAML: {err}") from None
+            return cls(spec, source=str(path))
         raise SpaceError(f"unknown search space {text!r}: give a bundled name ({', '.join(bundled_spaces())}) "
                          "or the path of a space YAML file")
 
@@ -237,10 +238,9 @@ class SearchSpace:
 
     def load_subnet(self, path: str | Path) -> Subnet:
         path = Path(path)
+        text = read_text(path, "subnet file", SubnetError)
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SubnetError(f"subnet file {path} does not exist") from None
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             raise SubnetError(f"subnet file {path} is not valid JSON: {err}") from None
         try:
@@ -286,6 +286,43 @@ class SearchSpace:
         for s in self.stages:
             total *= len(s.widths) * len(s.depths) * len(s.kernels) * len(s.expand_ratios)
         return total
+
+
+_MISSING = object()
+
+
+class _SpecReader:
+    """Reads one value of a space file: an int, float (int or float in YAML), str, bool, dict or list, or
+    `(kind,)` for a non-empty list of them; a SpaceError names the key, the value and the expected type."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __call__(self, mapping: Any, key: str, kind: type | tuple[type], prefix: str = "", default: Any = _MISSING):
+        if not isinstance(mapping, dict):
+            raise SpaceError(f"search space {self.source}: {prefix.rstrip('.') or 'the file'} must be a YAML "
+                             f"mapping of keys, got {mapping!r}; see attentivenas/spaces/attentivenas.yaml")
+        if key not in mapping:
+            if default is not _MISSING:
+                return default
+            raise SpaceError(f"search space {self.source}: missing key '{prefix}{key}'; see attentivenas/spaces/"
+                             "attentivenas.yaml for a complete example")
+        value = mapping[key]
+        if isinstance(kind, tuple):
+            if not isinstance(value, list) or not value or not all(self._fits(v, kind[0]) for v in value):
+                raise SpaceError(f"search space {self.source}: key '{prefix}{key}' = {value!r} must be a non-empty "
+                                 f"list of {kind[0].__name__} values")
+            return tuple(value)
+        if not self._fits(value, kind):
+            raise SpaceError(f"search space {self.source}: key '{prefix}{key}' = {value!r} must be "
+                             f"{'a' if kind is not int else 'an'} {kind.__name__}")
+        return float(value) if kind is float else value
+
+    @staticmethod
+    def _fits(value: Any, kind: type) -> bool:
+        if kind is float:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 def _same_number(choice, value) -> bool:

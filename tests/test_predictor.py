@@ -141,12 +141,12 @@ def test_fit_predictor_ranks_held_out_subnets(space):
 def test_saved_predictor_reloads_and_refuses_other_spaces(space, tmp_path):
     fit = fit_predictor(space, _table(space, _synthetic_rows(space, 20)), {**SETTINGS, "model": "knn",
                                                                            "params": {"n_neighbors": 3}}, seed=0)
-    save_predictor(tmp_path / "p.pkl", fit.predictor)
-    loaded = load_predictor(tmp_path / "p.pkl", space)
+    save_predictor(tmp_path / "p.npz", fit.predictor)
+    loaded = load_predictor(tmp_path / "p.npz", space)
     subnets = sample_distinct(space, 5, seed=9)
     assert np.array_equal(loaded.predict(space, subnets), fit.predictor.predict(space, subnets))
     with pytest.raises(PredictorError, match="fmnist"):
-        load_predictor(tmp_path / "p.pkl", SearchSpace.load("cifar10"))
+        load_predictor(tmp_path / "p.npz", SearchSpace.load("cifar10"))
 
 
 def test_sample_subnets_and_fit_predictor_commands(space, tmp_path, tiny_config_dict):
@@ -174,5 +174,5 @@ def test_sample_subnets_and_fit_predictor_commands(space, tmp_path, tiny_config_
     assert {"kendall_tau", "spearman_rho", "rmse", "n_fit", "n_heldout", "flops_bins", "sklearn_version"} <= set(
         metrics)
     assert len(read_csv(out_dir / "predictions.csv")) == metrics["n_heldout"] == 20
-    assert load_predictor(out_dir / "predictor.pkl", space).sklearn_version == metrics["sklearn_version"]
+    assert load_predictor(out_dir / "predictor.npz", space).sklearn_version == metrics["sklearn_version"]
     assert (out_dir / "predicted_vs_true.png").stat().st_size > 1000

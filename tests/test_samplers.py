@@ -42,7 +42,7 @@ def _predictor(tmp_path) -> AccuracyPredictor:
     subnets = [FMNIST.sample_uniform(rng) for _ in range(200)]
     features = np.array([FMNIST.encode(s) for s in subnets])
     target = np.array([sum(s.width) / 10 + 3 * sum(s.depth) - s.resolution / 8 for s in subnets])
-    path = tmp_path / "predictor.pkl"
+    path = tmp_path / "predictor.npz"
     save_predictor(path, AccuracyPredictor(LinearRegression().fit(features, target), "fmnist",
                                            FMNIST.encoding_length))
     return load_predictor(path, FMNIST)

@@ -6,6 +6,7 @@ import torch
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.linear_model import Ridge
 from torch import nn
 
 from attentivenas.__main__ import main
@@ -269,8 +270,9 @@ def test_search_command_checks_inputs_before_work(tmp_path, search_config, tiny_
     assert main([*base, "--checkpoint", str(_checkpoint(tmp_path / "c.pt", "cifar10"))]) == 2
     assert "cifar10" in capsys.readouterr().err
     checkpoint = str(_checkpoint(tmp_path / "s.pt"))
-    predictor = tmp_path / "p.pkl"
-    save_predictor(predictor, AccuracyPredictor(None, space.name, space.encoding_length))
+    predictor = tmp_path / "p.npz"
+    ridge = Ridge().fit(np.zeros((2, space.encoding_length)), [0.0, 1.0])
+    save_predictor(predictor, AccuracyPredictor(ridge, space.name, space.encoding_length))
     assert main([*base, "--checkpoint", checkpoint, "--predictor", str(predictor)]) == 2
     assert "search.predictor_prefilter" in capsys.readouterr().err
     prefilter = tmp_path / "prefilter.yaml"

@@ -1,6 +1,6 @@
 """Fit the accuracy predictor on a sample-subnets table and report its rank quality on held-out subnets.
 
-Writes predictor.pkl (with the scikit-learn version), metrics.json (Kendall tau, Spearman rho, RMSE,
+Writes predictor.npz (with the scikit-learn version), metrics.json (Kendall tau, Spearman rho, RMSE,
 overall and within equal-count FLOPs bins), predictions.csv (held-out rows) and predicted_vs_true.png.
 """
 
@@ -23,7 +23,7 @@ HELP = "fit the accuracy predictor on sampled subnets; report Kendall tau / Spea
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "fit_predictor")
     parser.add_argument("--data", required=True, help="CSV written by sample-subnets")
-    parser.add_argument("--out-dir", required=True, help="directory for predictor.pkl, metrics.json, ...")
+    parser.add_argument("--out-dir", required=True, help="directory for predictor.npz, metrics.json, ...")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from attentivenas import reporting
 from attentivenas.cli._config import add_config_arguments
@@ -35,6 +36,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config)
         settings, results_dir = stage_settings(config, stage), args.results_dir or config["results_dir"]
+    if not Path(results_dir).is_dir():
+        raise UserInputError(f"results directory {results_dir} does not exist: run the pipeline first "
+                             "(snakemake --cores all), or give --results-dir")
+    try:
+        _report(args, settings, results_dir)
+    except FileNotFoundError as err:
+        raise UserInputError(f"results directory {results_dir} lacks {err.filename}: run the pipeline stage "
+                             "that writes it first (snakemake --cores all), or give --results-dir") from None
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: dict, results_dir: str) -> None:
     if args.what == "table":
         results = reporting.write_pareto_table(settings, results_dir)
         for r in results:
@@ -46,4 +59,3 @@ def run(args: argparse.Namespace) -> int:
         if args.ablation is None:
             raise UserInputError(f"`report ablation` needs --ablation {{{','.join(ABLATIONS)}}}")
         reporting.write_ablation(settings, results_dir, args.ablation)
-    return 0

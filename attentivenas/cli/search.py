@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_stage_arguments(parser, stage="search_pareto")
     parser.add_argument("--out-dir", required=True, help="directory for the search results")
     parser.add_argument("--predictor",
-                        help="predictor.pkl for the pre-filter (config key search.predictor_prefilter)")
+                        help="predictor.npz for the pre-filter (config key search.predictor_prefilter)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if settings["predictor_prefilter"]:
         if not args.predictor:
             raise UserInputError("config key 'search.predictor_prefilter' is true: give --predictor PATH "
-                                 "(predictor.pkl from fit-predictor)")
+                                 "(predictor.npz from fit-predictor)")
         predictor = load_predictor(args.predictor, space)
     elif args.predictor:
         raise UserInputError("--predictor given but config key 'search.predictor_prefilter' is false; set it "
