@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import default_collate
-from tqdm import tqdm
 
 from attentivenas.data import DataSplits, make_loader, subset
 from attentivenas.flops import count
+from attentivenas.progress import progress_bar
 from attentivenas.space import Subnet
 from attentivenas.static import StaticSubnet
 from attentivenas.supernet import Supernet
@@ -156,7 +156,7 @@ class SubnetEvaluator:
     def evaluate_many(self, supernet: Supernet, subnets: Sequence[Subnet], progress: bool = True,
                       description: str = "evaluating subnets") -> list[EvalResult]:
         return [self.evaluate(supernet, s)
-                for s in tqdm(subnets, desc=description, disable=not progress, leave=False)]
+                for s in progress_bar(subnets, desc=description, disable=not progress, leave=False)]
 
 
 def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str, device: torch.device,

@@ -10,6 +10,7 @@ keyed by the run's identity (everything that determines its result); a finished 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,13 +22,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
-from tqdm import tqdm
 
 from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
 from attentivenas.errors import UserInputError
 from attentivenas.io import write_csv, write_json
+from attentivenas.progress import progress_bar
 from attentivenas.space import Subnet
 from attentivenas.supernet import Supernet
+
+logger = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.pt"
 METRICS_FILE = "metrics.csv"
@@ -263,8 +266,8 @@ class RunLoop:
     def run(self, task: RunTask, on_step: Callable[[int], None] | None = None) -> None:
         """Step to the end; `on_step(step)` follows every step (after its checkpoint, if any)."""
         self.started = time.perf_counter()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.description, unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc=self.description, unit="step",
+                           disable=not self.progress, dynamic_ncols=True)
         for epoch in range(self.epochs_done, self.epochs):
             start = self.step - epoch * self.steps_per_epoch
             for batch in task.batches(epoch, start):
@@ -283,7 +286,7 @@ class RunLoop:
             epoch_row = task.end_epoch(epoch)
             if epoch_row is not None:
                 self.epoch_rows.append(epoch_row)
-                bar.write(f"epoch {epoch}: " + ", ".join(f"{k} {v}" for k, v in epoch_row.items() if k != "epoch"))
+                logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v}" for k, v in epoch_row.items() if k != "epoch"))
             if _distributed():
                 dist.barrier()
             self.epochs_done = epoch + 1

@@ -16,10 +16,10 @@ from typing import Any
 
 import moocore
 import numpy as np
-from tqdm import tqdm
 
 from attentivenas.flops import count, flops_range, mflops
 from attentivenas.predictor import AccuracyPredictor
+from attentivenas.progress import progress_bar
 from attentivenas.space import SearchSpace, Subnet
 
 PREFILTER_FACTOR = 4  # with a predictor, draw this many candidates per child and keep the best fraction
@@ -203,7 +203,7 @@ class EvolutionarySearch:
 
     def run(self, progress: bool = True) -> list[Candidate]:
         self._evaluate(self.initial_population(), generation=0)
-        bar = tqdm(range(1, self.settings["generations"] + 1), desc="search generations",
+        bar = progress_bar(range(1, self.settings["generations"] + 1), desc="search generations",
                    disable=not progress)
         for generation in bar:
             children = self.offspring()

@@ -264,12 +264,12 @@ def test_two_process_ddp_run_keeps_ranks_identical(tiny, tmp_path, capsys):
     assert len(read_csv(out / "epochs.csv")) == 1 and summary["sampler"]["sampler"] == "attentive"
     assert (out / "flops_table.csv").is_file() and (out / "flops_histogram.csv").is_file()
     assert main(["train", "--config", str(config_path), "--run", "bestup", "--out-dir", str(out)]) == 0
-    assert "supernet.pt is complete" in capsys.readouterr().out
+    assert "supernet.pt is complete" in capsys.readouterr().err
 
 
 def test_relaunch_passes_every_flag_through_torchrun():
     args = argparse.Namespace(config="c.yaml", settings=None, run="attentive_bestup", out_dir="out",
-                              init_from="warm.pt", predictor="p.pkl", threads=4)
+                              init_from="warm.pt", predictor="p.pkl", threads=4, verbose=0, quiet=1)
     command = relaunch_command(args, 3)
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     parsed = get_args_parser().parse_args(command[3:])
@@ -277,9 +277,9 @@ def test_relaunch_passes_every_flag_through_torchrun():
     assert parsed.training_script == "attentivenas"
     assert parsed.training_script_args == ["train", "--config", "c.yaml", "--run", "attentive_bestup",
                                            "--out-dir", "out", "--init-from", "warm.pt", "--predictor", "p.pkl",
-                                           "--threads", "4"]
+                                           "--threads", "4", "--quiet"]
     settings = argparse.Namespace(**{**vars(args), "config": None, "settings": '{"seed": 0}'})
-    assert relaunch_command(settings, 3)[-12:-10] == ["--settings", '{"seed": 0}']
+    assert relaunch_command(settings, 3)[-13:-11] == ["--settings", '{"seed": 0}']
 
 
 def _cli_error(tmp_path, capsys, config: dict, *args: str) -> str:

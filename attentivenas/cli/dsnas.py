@@ -8,12 +8,15 @@ Rerunning an interrupted command resumes from the last finished epoch.
 from __future__ import annotations
 
 import argparse
+import logging
 
 from attentivenas.cli._config import add_config_arguments, stage_config
 from attentivenas.dsnas import run_dsnas
 from attentivenas.runtime import set_threads
 
 HELP = "DSNAS one-stage search of one child at a FLOPs target"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     summary = run_dsnas(config, args.target, args.out_dir, init_from=args.init_from,
                         progress=not args.no_progress)
-    print(f"dsnas target {summary['target_mflops']:g} MFLOPs: child {summary['mflops']:.3f} MFLOPs, "
-          f"{summary['params_m']:.4f} M params, top-1 {summary['top1_test']:.2f}% (test), "
-          f"{summary['top1_search']:.2f}% (search); {summary['steps']} steps, "
-          f"{summary['images_processed']} images")
+    logger.info("dsnas target %g MFLOPs: child %.3f MFLOPs, %.4f M params, top-1 %.2f%% (test), "
+                "%.2f%% (search); %d steps, %d images", summary["target_mflops"], summary["mflops"],
+                summary["params_m"], summary["top1_test"], summary["top1_search"], summary["steps"],
+                summary["images_processed"])
     return 0

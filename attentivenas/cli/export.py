@@ -9,11 +9,14 @@ with --torchscript, model.ts.
 from __future__ import annotations
 
 import argparse
+import logging
 
 from attentivenas.cli._stage import add_stage_arguments, start_stage
 from attentivenas.export import export_subnet
 
 HELP = "export a subnet as a standalone model (state_dict, ONNX, torch.export) with its evaluation"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     supernet = stage.supernet(args.checkpoint)
     evaluator = stage.evaluator(args.split)
     result = export_subnet(supernet, subnet, evaluator, args.out_dir, torchscript=args.torchscript)
-    print(f"exported to {args.out_dir}: {result.mflops:.3f} MFLOPs, {result.params_m:.4f} M params, "
-          f"top-1 {result.top1:.2f}% on {args.split}")
+    logger.info("exported to %s: %.3f MFLOPs, %.4f M params, top-1 %.2f%% on %s", args.out_dir,
+                result.mflops, result.params_m, result.top1, args.split)
     return 0

@@ -7,6 +7,7 @@ overall and within equal-count FLOPs bins), predictions.csv (held-out rows) and 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from attentivenas.cli._config import add_config_arguments, stage_config
@@ -18,6 +19,8 @@ from attentivenas.runtime import set_threads
 from attentivenas.space import SearchSpace
 
 HELP = "fit the accuracy predictor on sampled subnets; report Kendall tau / Spearman rho"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     figure = predictor_rank_figure(fit.predictions, f"{config['predictor']['model']} predictor, space {space.name}")
     save_figure(figure, files.plot_stem, [files.plot.suffix[1:]])
     metrics = fit.metrics
-    print(f"{metrics['model']}: fitted on {metrics['n_fit']}, held out {metrics['n_heldout']}: "
-          f"Kendall tau {_number(metrics['kendall_tau'])}, Spearman rho {_number(metrics['spearman_rho'])}, "
-          f"RMSE {_number(metrics['rmse'])}; mean within FLOPs bins: "
-          f"tau {_number(metrics['mean_bin_kendall_tau'])}, rho {_number(metrics['mean_bin_spearman_rho'])} "
-          f"-> {files.dir}")
+    logger.info(f"{metrics['model']}: fitted on {metrics['n_fit']}, held out {metrics['n_heldout']}: "
+                f"Kendall tau {_number(metrics['kendall_tau'])}, Spearman rho {_number(metrics['spearman_rho'])}, "
+                f"RMSE {_number(metrics['rmse'])}; mean within FLOPs bins: "
+                f"tau {_number(metrics['mean_bin_kendall_tau'])}, rho {_number(metrics['mean_bin_spearman_rho'])} "
+                f"-> {files.dir}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from attentivenas.space import SearchSpace
 
 HELP = "check the data of a config and write its split summary"
 
+logger = logging.getLogger(__name__)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "prepare_data")
     parser.add_argument("--out", required=True, help="summary JSON to write")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
 
 
 def _digest(path: Path) -> str | None:
@@ -49,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         counts = Counter(int(t) for t in dataset.targets)
         summary[name] = {"images": len(dataset), "per_class": [counts.get(c, 0) for c in range(splits.num_classes)]}
     write_json(args.out, summary)
-    print(f"{summary['dataset']}: train {summary['train']['images']}, search {summary['search']['images']}, "
-          f"test {summary['test']['images']} images")
+    logger.info(f"{summary['dataset']}: train {summary['train']['images']}, search {summary['search']['images']}, "
+                f"test {summary['test']['images']} images")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from attentivenas import reporting
@@ -16,14 +17,17 @@ from attentivenas.stages import parse_settings, stage_settings
 HELP = "paper table, figures and ablation plots from existing results (no training)"
 STAGES = {"table": "paper_table", "figures": "figures", "ablation": "ablation_plot"}
 
+logger = logging.getLogger(__name__)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=list(STAGES))
+    parser.add_argument("what", choices=list(STAGES),
+                        help="the paper table, all figures, or one ablation plot (see --ablation)")
     add_config_arguments(parser, "paper_table`, `figures` or `ablation_plot")
     parser.add_argument("--results-dir", default=None,
                         help="results folder (default: config key results_dir; required with --settings)")
     parser.add_argument("--ablation", choices=ABLATIONS, help="which ablation plot (with `ablation`)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +55,8 @@ def _report(args: argparse.Namespace, settings: dict, results_dir: str) -> None:
     if args.what == "table":
         results = reporting.write_pareto_table(settings, results_dir)
         for r in results:
-            print(f"{r.label}: hypervolume {r.hypervolume:.4f}, {len(r.models)} models, "
-                  f"{r.subnet_images_trained:,.0f} subnet-images trained")
+            logger.info("%s: hypervolume %.4f, %d models, %s subnet-images trained", r.label, r.hypervolume,
+                        len(r.models), f"{r.subnet_images_trained:,.0f}")
     elif args.what == "figures":
         reporting.write_figures(settings, results_dir)
     else:

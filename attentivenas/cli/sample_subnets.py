@@ -7,6 +7,7 @@ supernet with the same seed, the paired per-FLOPs-bin accuracy samples of the re
 from __future__ import annotations
 
 import argparse
+import logging
 
 from attentivenas.cli._stage import add_stage_arguments, start_stage
 from attentivenas.errors import UserInputError
@@ -14,6 +15,8 @@ from attentivenas.io import write_csv
 from attentivenas.predictor import sample_distinct, sample_rows
 
 HELP = "evaluate uniformly sampled subnets into a CSV (predictor data, accuracy box plots)"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     evaluator = stage.evaluator(args.split)
     results = evaluator.evaluate_many(supernet, subnets, description=f"evaluating subnets on {args.split}")
     write_csv(args.out, sample_rows(space, subnets, results))
-    print(f"{len(subnets)} subnets evaluated on the {args.split} split -> {args.out} (BN recalibration "
-          f"{evaluator.calibration_seconds:.1f} s, measuring {evaluator.measure_seconds:.1f} s)")
+    logger.info(f"{len(subnets)} subnets evaluated on the {args.split} split -> {args.out} (BN recalibration "
+                f"{evaluator.calibration_seconds:.1f} s, measuring {evaluator.measure_seconds:.1f} s)")
     return 0

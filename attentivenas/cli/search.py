@@ -8,6 +8,7 @@ chosen model evaluated once on the test split), hypervolume.json and summary.jso
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from attentivenas.search import (
 from attentivenas.space import Subnet
 
 HELP = "evolutionary Pareto search; chosen models per FLOPs target, exported and tested once"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": round(time.perf_counter() - start, 3),
         "calibration_seconds": round(search_evaluator.calibration_seconds + test_evaluator.calibration_seconds, 3),
         "measure_seconds": round(search_evaluator.measure_seconds + test_evaluator.measure_seconds, 3)})
-    print(f"{len(candidates)} subnets evaluated, front of {len(front)}; hypervolume (normalized) "
-          f"search front {front_hv.normalized:.4f}, chosen on test {chosen_hv.normalized:.4f} -> {files.dir}")
+    logger.info("%d subnets evaluated, front of %d; hypervolume (normalized) search front %.4f, chosen on "
+                "test %.4f -> %s", len(candidates), len(front), front_hv.normalized, chosen_hv.normalized, files.dir)
     for row in rows:
-        print(f"  {row['name']}: <= {row['target']:g} MFLOPs: {row['mflops']:.3f} MFLOPs, "
-              f"top-1 search {row['top1_search']:.2f}%, test {row['top1_test']:.2f}%")
+        logger.info("  %s: <= %g MFLOPs: %.3f MFLOPs, top-1 search %.2f%%, test %.2f%%", row["name"], row["target"],
+                    row["mflops"], row["top1_search"], row["top1_test"])
     return 0

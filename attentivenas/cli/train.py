@@ -9,6 +9,7 @@ attentive runs flops_table.csv and flops_histogram.csv (the FLOPs prior). With c
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from attentivenas.stages import training_stage
 from attentivenas.training import Trainer, check_run, final_checkpoint_complete, stop_processes, under_torchrun
 
 HELP = "train a supernet (warmup or a config method) with the sandwich rule"
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +44,14 @@ def relaunch_command(args: argparse.Namespace, processes: int) -> list[str]:
                         ("--threads", args.threads)):
         if value is not None:
             command += [flag, str(value)]
-    return command
+    return command + ["--verbose"] * getattr(args, "verbose", 0) + ["--quiet"] * getattr(args, "quiet", 0)
 
 
 def run(args: argparse.Namespace) -> int:
     config = stage_config(args, training_stage(args.run), args.run)
     settings = check_run(config, args.run, args.init_from, args.predictor)
     if final_checkpoint_complete(args.out_dir, SearchSpace.load(config["space"])):
-        print(f"{args.out_dir}: supernet.pt is complete; nothing to do (delete it to retrain)")
+        logger.info("%s: supernet.pt is complete; nothing to do (delete it to retrain)", args.out_dir)
         return 0
     if settings["processes"] > 1 and not under_torchrun():
         return subprocess.run(relaunch_command(args, settings["processes"]), check=False).returncode
@@ -60,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop_processes()
     if int(os.environ.get("RANK", 0)) == 0:
-        print(f"{args.run}: {summary['steps']} steps, search-split top-1 "
-              f"max {summary['top1_max']}, min {summary['top1_min']}; files in {args.out_dir}")
+        logger.info(f"{args.run}: {summary['steps']} steps, search-split top-1 "
+                    f"max {summary['top1_max']}, min {summary['top1_min']}; files in {args.out_dir}")
     return 0
