@@ -88,6 +88,28 @@ def _check_finite(loss: torch.Tensor, step: int, subnet: Subnet, role: str) -> f
                         "'training.grad_clip_value'")
 
 
+def distillation_weight(settings: dict[str, Any], step: int) -> float:
+    """The share of the distillation loss in a student's loss at (1-based) `step` of a run.
+
+    0 with `training.distillation: none`; otherwise `training.distillation_weight`, reached linearly
+    over the run's first `training.distillation_ramp_steps` steps.
+    """
+    if settings["distillation"] == "none":
+        return 0.0
+    ramp = settings["distillation_ramp_steps"]
+    return settings["distillation_weight"] * (min(step / ramp, 1.0) if ramp > 0 else 1.0)
+
+
+def student_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, weight: float,
+                 label_smoothing: float) -> torch.Tensor:
+    """A middle or min subnet's loss: the labels' cross-entropy and the teacher's, mixed by `weight`."""
+    distilled = F.cross_entropy(logits, teacher) if weight > 0 else None
+    if weight >= 1:
+        return distilled
+    supervised = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    return supervised if distilled is None else (1 - weight) * supervised + weight * distilled
+
+
 def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
                        labels: torch.Tensor, settings: dict[str, Any], step: int = 0) -> StepLosses:
     """Forward and backward every subnet of one sandwich step; gradients add up in `.grad`.
@@ -98,11 +120,13 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
     sync_later = model.no_sync if isinstance(model, DistributedDataParallel) else contextlib.nullcontext
     space = supernet.space
     middle_count = settings["num_arch_training"] - 2
+    weight = distillation_weight(settings, step)
+    smoothing = settings["label_smoothing"]
 
     supernet.set_active_subnet(space.max_subnet(), regularize=True)
     with sync_later():
         logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=settings["label_smoothing"])
+        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
         losses = StepLosses(loss_max=_check_finite(loss, step, space.max_subnet(), "max"), loss_min=math.nan)
         loss.backward()
     teacher = F.softmax(logits.detach(), dim=1)
@@ -111,13 +135,13 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
         subnet = sampler.sample(images, labels)
         supernet.set_active_subnet(subnet)
         with sync_later():
-            loss = F.cross_entropy(model(images), teacher)
+            loss = student_loss(model(images), labels, teacher, weight, smoothing)
             losses.loss_mid.append(_check_finite(loss, step, subnet, "middle"))
             losses.subnets_mid.append(subnet)
             loss.backward()
 
     supernet.set_active_subnet(space.min_subnet())
-    loss = F.cross_entropy(model(images), teacher)
+    loss = student_loss(model(images), labels, teacher, weight, smoothing)
     losses.loss_min = _check_finite(loss, step, space.min_subnet(), "min")
     loss.backward()
     return losses
