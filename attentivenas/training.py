@@ -1,9 +1,10 @@
 """Two-stage supernet training (BigNAS, AttentiveNAS): the sandwich rule with inplace distillation.
 
 Each step trains the max subnet on the labels (with dropout and drop-connect), then the sampler's
-middle subnets and the min subnet on the max subnet's softened predictions; their gradients add up
-and one clipped SGD step follows. The loop around the steps (progress, logs, exact resume, NaN guard)
-is `attentivenas.run_loop`'s. With `data.num_workers` > 0 the data order still resumes exactly but the
+middle subnets and the min subnet on the max subnet's softened predictions (`training.distillation`,
+which can also mix in or keep only the labels); their gradients add up and one clipped SGD step
+follows. The loop around the steps (progress, logs, exact resume, NaN guard) is
+`attentivenas.run_loop`'s. With `data.num_workers` > 0 the data order still resumes exactly but the
 augmentation drawn inside loader workers does not.
 
 Under torchrun every rank draws the same subnets (same seeds, scores averaged over ranks), trains on

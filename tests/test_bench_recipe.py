@@ -56,3 +56,13 @@ def test_a_run_trains_both_sides_and_reuses_alone_runs_across_distillation_varia
     assert records[0]["supernet"] != records[1]["supernet"]
     table = (tmp_path / "recipe.md").read_text()
     assert "--set training.distillation=none" in table and (tmp_path / "recipe.csv").is_file()
+
+
+def test_committed_table_and_docs_follow_from_the_committed_records(tmp_path):
+    committed = REPO / "benchmarks" / "results"
+    records = bench_recipe.read_records(committed / bench_recipe.RUNS_FILE)
+    assert bench_recipe.write_report(records, tmp_path) == (committed / "recipe.md").read_text()
+    assert (tmp_path / "recipe.csv").read_text() == (committed / "recipe.csv").read_text()
+    docs = (REPO / "docs" / "recipe.md").read_text()
+    rows = [line for line in (committed / "recipe.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) > 2 and all(row in docs for row in rows)
