@@ -139,7 +139,7 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
             loss = student_loss(model(images), labels, teacher, weight, smoothing)
             losses.loss_mid.append(_check_finite(loss, step, subnet, "middle"))
             losses.subnets_mid.append(subnet)
-            loss.backward()
+            (settings["middle_loss_weight"] * loss).backward()
 
     supernet.set_active_subnet(space.min_subnet())
     loss = student_loss(model(images), labels, teacher, weight, smoothing)

@@ -50,7 +50,8 @@ from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentu
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 RUNS_FILE = "recipe_runs.jsonl"
-SANDWICH_ONLY_KEYS = ("num_arch_training", "distillation", "distillation_weight", "distillation_ramp_steps")
+SANDWICH_ONLY_KEYS = ("num_arch_training", "middle_loss_weight", "distillation", "distillation_weight",
+                      "distillation_ramp_steps")
 RUN_ONLY_KEYS = ("checkpoint_every_steps", "log_every_steps", "validate_images", "processes", "init")
 
 

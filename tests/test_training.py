@@ -55,7 +55,7 @@ def _settings(**overrides):
     return {"num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
             "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1,
             "warmup_start_factor": 0.001, "lr_scaling": "linear", "distillation": "kl", "distillation_weight": 1.0,
-            "distillation_ramp_steps": 0, **overrides}
+            "distillation_ramp_steps": 0, "middle_loss_weight": 1.0, **overrides}
 
 
 def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_clips():
@@ -133,6 +133,26 @@ def test_students_mix_label_and_teacher_losses_by_the_distillation_weight(distil
     losses = sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(0)), images, labels,
                                 settings, step=step)
     assert losses.loss_min == pytest.approx((1 - share) * supervised + share * distilled, rel=1e-5)
+
+
+def test_middle_loss_weight_scales_only_the_sampled_subnets_gradients():
+    torch.manual_seed(2)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+
+    def gradients(**overrides):
+        supernet.zero_grad(set_to_none=True)
+        sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(3)), images, labels,
+                           _settings(distillation="none", **overrides))
+        return {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+
+    extremes = gradients(num_arch_training=2)
+    full, half = gradients(num_arch_training=3), gradients(num_arch_training=3, middle_loss_weight=0.5)
+    muted = gradients(num_arch_training=3, middle_loss_weight=0.0)
+    assert any(not torch.allclose(full[n], extremes[n]) for n in extremes)
+    for n, grad in extremes.items():
+        assert torch.equal(muted[n], grad), n
+        assert torch.allclose(half[n], (full[n] + grad) / 2, atol=1e-6, rtol=1e-4), n
 
 
 def test_config_rejects_an_unknown_distillation_kind(tiny):
