@@ -301,7 +301,8 @@ STAGES_OF_KEY = {
     **{f"training.{key}": {"warmup_supernet", "train_supernet"} for key in (
         "epochs", "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
         "nesterov", "weight_decay", "warmup_epochs", "warmup_start_factor", "label_smoothing", "grad_clip_value",
-        "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes")},
+        "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes",
+        "distillation", "distillation_weight", "distillation_ramp_steps", "middle_loss_weight")},
     "training.init": {"train_supernet"},  # the tiny warm-up sets its own init
     **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries")},
     f"warmup.{WARMUP_KEY}": {"warmup_supernet"},
