@@ -1,9 +1,10 @@
 """Two-stage supernet training (BigNAS, AttentiveNAS): the sandwich rule with inplace distillation.
 
 Each step trains the max subnet on the labels (with dropout and drop-connect), then the sampler's
-middle subnets and the min subnet on the max subnet's softened predictions; their gradients add up
-and one clipped SGD step follows. The loop around the steps (progress, logs, exact resume, NaN guard)
-is `attentivenas.run_loop`'s. With `data.num_workers` > 0 the data order still resumes exactly but the
+middle subnets and the min subnet on the max subnet's softened predictions (`training.distillation`,
+which can also mix in or keep only the labels); their gradients add up and one clipped SGD step
+follows. The loop around the steps (progress, logs, exact resume, NaN guard) is
+`attentivenas.run_loop`'s. With `data.num_workers` > 0 the data order still resumes exactly but the
 augmentation drawn inside loader workers does not.
 
 Under torchrun every rank draws the same subnets (same seeds, scores averaged over ranks), trains on
@@ -92,6 +93,28 @@ class StepLosses:
     subnets_mid: list[Subnet] = field(default_factory=list)
 
 
+def distillation_weight(settings: dict[str, Any], step: int) -> float:
+    """The share of the distillation loss in a student's loss at (1-based) `step` of a run.
+
+    0 with `training.distillation: none`; otherwise `training.distillation_weight`, reached linearly
+    over the run's first `training.distillation_ramp_steps` steps.
+    """
+    if settings["distillation"] == "none":
+        return 0.0
+    ramp = settings["distillation_ramp_steps"]
+    return settings["distillation_weight"] * (min(step / ramp, 1.0) if ramp > 0 else 1.0)
+
+
+def student_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, weight: float,
+                 label_smoothing: float) -> torch.Tensor:
+    """A middle or min subnet's loss: the labels' cross-entropy and the teacher's, mixed by `weight`."""
+    distilled = F.cross_entropy(logits, teacher) if weight > 0 else None
+    if weight >= 1:
+        return distilled
+    supervised = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    return supervised if distilled is None else (1 - weight) * supervised + weight * distilled
+
+
 def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
                        labels: torch.Tensor, settings: dict[str, Any], step: int = 0, *,
                        scaler: torch.amp.GradScaler | None = None,
@@ -110,12 +133,14 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
     guard = DivergenceGuard(DIVERGENCE_ADVICE) if own_guard else guard
     space = supernet.space
     middle_count = settings["num_arch_training"] - 2
+    weight = distillation_weight(settings, step)
+    smoothing = settings["label_smoothing"]
 
     supernet.set_active_subnet(space.max_subnet(), regularize=True)
     with sync_later():
         with cast():
             logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=settings["label_smoothing"])
+            loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
         guard.watch(loss, step, space.max_subnet(), "max")
         losses = StepLosses(loss_max=loss.detach(), loss_min=loss.new_tensor(math.nan))
         scale(loss).backward()
@@ -127,15 +152,15 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
         supernet.set_active_subnet(subnet)
         with sync_later():
             with cast():
-                loss = F.cross_entropy(model(images), teacher)
+                loss = student_loss(model(images), labels, teacher, weight, smoothing)
             guard.watch(loss, step, subnet, "middle")
             losses.loss_mid.append(loss.detach())
             losses.subnets_mid.append(subnet)
-            scale(loss).backward()
+            scale(settings["middle_loss_weight"] * loss).backward()
 
     supernet.set_active_subnet(space.min_subnet())
     with cast():
-        loss = F.cross_entropy(model(images), teacher)
+        loss = student_loss(model(images), labels, teacher, weight, smoothing)
     guard.watch(loss, step, space.min_subnet(), "min")
     losses.loss_min = loss.detach()
     scale(loss).backward()

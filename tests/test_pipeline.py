@@ -302,7 +302,7 @@ STAGES_OF_KEY = {
         "epochs", "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
         "nesterov", "weight_decay", "warmup_epochs", "warmup_start_factor", "label_smoothing", "grad_clip_value",
         "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes", "precision",
-        "sync_batchnorm")},
+        "sync_batchnorm", "distillation", "distillation_weight", "distillation_ramp_steps", "middle_loss_weight")},
     "training.init": {"train_supernet"},  # the tiny warm-up sets its own init
     **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries", "score_images")},
     f"warmup.{WARMUP_KEY}": {"warmup_supernet"},

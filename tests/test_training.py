@@ -14,7 +14,7 @@ from torch.distributed.run import get_args_parser
 from attentivenas.__main__ import main
 from attentivenas.checkpoint import load_checkpoint, save_checkpoint, supernet_state
 from attentivenas.cli.train import relaunch_command
-from attentivenas.config import merge, validate_config
+from attentivenas.config import ConfigError, merge, validate_config
 from attentivenas.io import read_csv, read_json
 from attentivenas.optim import build_optimizer
 from attentivenas.precision import grad_scaler
@@ -22,7 +22,13 @@ from attentivenas.run_loop import RunDivergedError
 from attentivenas.samplers import UniformSampler
 from attentivenas.space import SearchSpace
 from attentivenas.supernet import Supernet
-from attentivenas.training import Trainer, build_scheduler, sandwich_gradients, sandwich_step
+from attentivenas.training import (
+    Trainer,
+    build_scheduler,
+    distillation_weight,
+    sandwich_gradients,
+    sandwich_step,
+)
 
 FMNIST = SearchSpace.load("fmnist")
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +56,8 @@ def tiny(tiny_config_dict):
 def _settings(**overrides):
     return {"num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
             "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1,
-            "warmup_start_factor": 0.001, "lr_scaling": "linear", "precision": "fp32", **overrides}
+            "warmup_start_factor": 0.001, "lr_scaling": "linear", "precision": "fp32", "distillation": "kl",
+            "distillation_weight": 1.0, "distillation_ramp_steps": 0, "middle_loss_weight": 1.0, **overrides}
 
 
 def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_clips():
@@ -96,6 +103,63 @@ def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_c
     assert max(g.abs().max() for g in expected.values()) > 0.01
     for n, grad in clipped[0].items():
         assert torch.allclose(grad, expected[n].clamp(-0.01, 0.01), atol=1e-6), n
+
+
+def test_distillation_weight_is_zero_without_distillation_and_ramps_linearly():
+    assert distillation_weight(_settings(distillation="none", distillation_weight=0.7), step=50) == 0.0
+    assert distillation_weight(_settings(distillation_weight=0.7), step=1) == 0.7
+    ramp = _settings(distillation_weight=0.5, distillation_ramp_steps=4)
+    assert [distillation_weight(ramp, s) for s in (1, 2, 4, 9)] == [0.125, 0.25, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("distillation, weight, ramp, step, share", [
+    ("none", 1.0, 0, 1, 0.0), ("kl", 0.25, 0, 1, 0.25), ("kl", 1.0, 10, 5, 0.5)])
+def test_students_mix_label_and_teacher_losses_by_the_distillation_weight(distillation, weight, ramp, step,
+                                                                          share):
+    torch.manual_seed(1)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    settings = _settings(num_arch_training=2, distillation=distillation, distillation_weight=weight,
+                         distillation_ramp_steps=ramp)
+    with torch.no_grad():
+        for parameter in supernet.classifier.parameters():
+            parameter.normal_(0.0, 3.0)
+    supernet.set_active_subnet(FMNIST.max_subnet())
+    teacher = F.softmax(supernet(images).detach(), 1)
+    supernet.set_active_subnet(FMNIST.min_subnet())
+    logits = supernet(images)
+    supervised = F.cross_entropy(logits, labels, label_smoothing=0.1).item()
+    distilled = F.cross_entropy(logits, teacher).item()
+    assert abs(supervised - distilled) > 0.5
+
+    losses = sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(0)), images, labels,
+                                settings, step=step)
+    assert losses.loss_min == pytest.approx((1 - share) * supervised + share * distilled, rel=1e-5)
+
+
+def test_middle_loss_weight_scales_only_the_sampled_subnets_gradients():
+    torch.manual_seed(2)
+    supernet = Supernet(FMNIST, dropout=0.0, drop_connect=0.0).train()
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+
+    def gradients(**overrides):
+        supernet.zero_grad(set_to_none=True)
+        sandwich_gradients(supernet, supernet, UniformSampler(FMNIST, random.Random(3)), images, labels,
+                           _settings(distillation="none", **overrides))
+        return {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+
+    extremes = gradients(num_arch_training=2)
+    full, half = gradients(num_arch_training=3), gradients(num_arch_training=3, middle_loss_weight=0.5)
+    muted = gradients(num_arch_training=3, middle_loss_weight=0.0)
+    assert any(not torch.allclose(full[n], extremes[n]) for n in extremes)
+    for n, grad in extremes.items():
+        assert torch.equal(muted[n], grad), n
+        assert torch.allclose(half[n], (full[n] + grad) / 2, atol=1e-6, rtol=1e-4), n
+
+
+def test_config_rejects_an_unknown_distillation_kind(tiny):
+    with pytest.raises(ConfigError, match="training.distillation"):
+        tiny(training={"distillation": "alpha-beta"})
 
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
