@@ -362,7 +362,7 @@ class Trainer:
                                                    if k != "label"}
         warm = self.settings["init"] == "warmup"
         return run_identity({"run": self.run, "training": self.settings, "method": method,
-                             "sampler": self.sampler.describe(), "sampler_defaults": config["sampler"],
+                             "sampler": self.sampler.describe(), "sampler_defaults": config.get("sampler"),
                              "seed": config["seed"], "space": self.space.to_dict(),
                              "resolution_mode": config["resolution_mode"], "supernet": config["supernet"],
                              "data": config["data"], "evaluation": config["evaluation"],
