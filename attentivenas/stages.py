@@ -51,7 +51,7 @@ def _report(config: dict[str, Any], *, formats: bool, specs: bool) -> dict[str, 
     methods = {name: {"label": method_label(config, name), **(method_spec(config, name) if specs else {})}
                for name in config["methods"]}
     dsnas = _pick(config["dsnas"], "enabled", "targets_mflops", "init")
-    settings = {"space": config["space"], "methods": methods, "dsnas": dsnas}
+    settings = {"space": config["space"], "methods": methods, "method_order": list(methods), "dsnas": dsnas}
     if formats:
         settings["report"] = _pick(config["report"], "formats")
     return settings
@@ -145,6 +145,8 @@ def parse_settings(text: str, stage: str) -> dict[str, Any]:
                           "the pipeline passes, or use --config") from None
     if not isinstance(settings, dict):
         raise ConfigError(f"--settings for stage {stage!r} must be a JSON object, got {type(settings).__name__}")
+    if "method_order" in settings:  # the canonical text sorts keys; tables and figures follow the config's order
+        settings["methods"] = {name: settings["methods"][name] for name in settings["method_order"]}
     return settings
 
 

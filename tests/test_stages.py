@@ -46,14 +46,24 @@ def changed_jobs(config: dict, change) -> set[tuple[str, str | None]]:
     return {job for job in before if before[job] != after[job]}
 
 
-def reversed_keys(value):
+def reversed_keys(value, key: str = ""):
+    """Every mapping's keys in reverse order, but the methods' (their order is the tables' order)."""
     if isinstance(value, dict):
-        return {key: reversed_keys(value[key]) for key in reversed(list(value))}
+        keys = list(value) if key == "methods" else list(reversed(list(value)))
+        return {k: reversed_keys(value[k], k) for k in keys}
     return value
 
 
 def test_key_order_changes_no_setting(config):
     assert all_settings(validate_config(reversed_keys(config))) == all_settings(config)
+
+
+def test_the_order_of_methods_reaches_only_the_report_and_survives_the_canonical_text(config):
+    jobs = changed_jobs(config, lambda c: c.update(methods=dict(reversed(list(c["methods"].items())))))
+    assert {stage for stage, _ in jobs} == REPORT
+    for stage in REPORT:
+        parsed = parse_settings(stage_settings_json(config, stage), stage)
+        assert list(parsed["methods"]) == list(config["methods"]) == ["bignas", "att", "pred"]
 
 
 def test_a_label_reaches_only_the_report(config):
@@ -104,7 +114,7 @@ def test_settings_derive_only_from_their_listed_keys(config):
         listed = {key.split(".")[0] for key in stage_config_keys(config, stage)}
         methods = list(config["methods"]) if stage == "train_supernet" else [None]
         used = {key for method in methods for key in stage_settings(config, stage, method)}
-        assert used - {"methods", "dsnas", "predictor", "report"} <= listed, stage
+        assert used - {"methods", "method_order", "dsnas", "predictor", "report"} <= listed, stage
 
 
 def test_settings_text_is_canonical_and_parses_back(config):
