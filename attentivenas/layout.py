@@ -20,8 +20,8 @@ def target_label(mflops: float) -> str:
 
 
 @dataclass(frozen=True)
-class TrainingRunFiles:
-    """A supernet training run's folder (`attentivenas train --out-dir`): the warm-up or one method."""
+class RunFiles:
+    """What every run of the shared run loop writes into its folder: supernet training and DSNAS."""
 
     dir: Path
 
@@ -43,12 +43,17 @@ class TrainingRunFiles:
         return self.dir / "summary.json"
 
     @property
-    def epochs(self) -> Path:
-        return self.dir / "epochs.csv"
-
-    @property
     def metrics(self) -> Path:
         return self.dir / "metrics.csv"
+
+
+@dataclass(frozen=True)
+class TrainingRunFiles(RunFiles):
+    """A supernet training run's folder (`attentivenas train --out-dir`): the warm-up or one method."""
+
+    @property
+    def epochs(self) -> Path:
+        return self.dir / "epochs.csv"
 
     @property
     def flops_table(self) -> Path:
@@ -60,35 +65,12 @@ class TrainingRunFiles:
 
 
 @dataclass(frozen=True)
-class DsnasRunFiles:
+class DsnasRunFiles(RunFiles):
     """One DSNAS run's folder (`attentivenas dsnas --out-dir`)."""
-
-    dir: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / "supernet.pt"
-
-    @property
-    def resume(self) -> Path:
-        return self.dir / "resume.pt"
 
     @property
     def child(self) -> Path:
         return self.dir / "child.json"
-
-    @property
-    def timings(self) -> Path:
-        """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
-        return self.dir / "timings.json"
-
-    @property
-    def summary(self) -> Path:
-        return self.dir / "summary.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.dir / "metrics.csv"
 
 
 @dataclass(frozen=True)
