@@ -65,7 +65,7 @@ from attentivenas.flops import count, flops_range, mflops
 from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.run_loop import EpochOrder, RunLoop, check_finite, run_identity
-from attentivenas.runtime import resolve_device, seed_everything
+from attentivenas.runtime import resolve_device, seed_everything, use_channels_last
 from attentivenas.space import SearchSpace, Subnet, expanded_channels
 from attentivenas.static import adapt_resolution
 from attentivenas.supernet import Supernet
@@ -517,7 +517,7 @@ def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
     splits = build_splits(config["data"], image_size=space.base_resolution)
     steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
     epochs = settings["epochs"] + settings["child_epochs"]
-    supernet.to(device)
+    supernet.to(device).use_channels_last(use_channels_last(config["memory_format"]))
     search = DSNAS(supernet, settings, target_mflops, steps_per_epoch * epochs,
                    warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"],
                    search_steps=steps_per_epoch * settings["epochs"])

@@ -7,6 +7,8 @@ over a fixed, seeded set of augmented training images. The calibration and evalu
 drawn once and reused for every subnet: all subnets see the same images, and many subnets in one
 call cost only their forward passes. Recalibration is the cost of an evaluation, so its time is
 recorded separately (`calibration_seconds`, next to `measure_seconds` and `images_processed`).
+Measuring runs a copy with BN folded into the convs (the same function, one pass fewer per layer);
+with `channels_last` the models and the held batches are NHWC.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from torch.utils.data import default_collate
 from attentivenas.data import DataSplits, make_loader, subset
 from attentivenas.flops import count
 from attentivenas.progress import progress_bar
+from attentivenas.runtime import use_channels_last
 from attentivenas.space import Subnet
-from attentivenas.static import StaticSubnet
+from attentivenas.static import StaticSubnet, fold_batchnorm
 from attentivenas.supernet import Supernet
 
 LOG = logging.getLogger(__name__)
@@ -54,13 +57,13 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
             module.reset_running_stats()
             module.momentum = None
     model.train()
-    with torch.no_grad():
+    with torch.inference_mode():
         for images in batches:
             model(images)
     model.eval()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def measure(model: nn.Module,
             batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float, int]:
     """Top-1 (percent), mean cross-entropy and image count of `model` in eval mode."""
@@ -82,11 +85,13 @@ class SubnetEvaluator:
     """
 
     def __init__(self, splits: DataSplits, split: str, settings: dict[str, Any], device: torch.device,
-                 seed: int, max_images: int | None = None, num_workers: int = 0):
+                 seed: int, max_images: int | None = None, num_workers: int = 0, channels_last: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.split = split
         self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.seed = seed
         dataset = getattr(splits, split)
         if max_images is not None and max_images < len(dataset):
@@ -101,7 +106,7 @@ class SubnetEvaluator:
             self.cached_calibration = list(self._draw_calibration())
         self.cached = None
         if len(dataset) * image_bytes <= CACHE_LIMIT_BYTES:
-            self.cached = [(x.to(self.device), y.to(self.device)) for x, y in self.eval_loader]
+            self.cached = [(self._images(x), y.to(self.device)) for x, y in self.eval_loader]
         self.calibration_seconds = 0.0
         self.measure_seconds = 0.0
         self.images_processed = 0
@@ -116,7 +121,10 @@ class SubnetEvaluator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, index)))
             images = default_collate([self.calibration_set[i][0] for i in range(start, stop)])
-        return images.to(self.device)
+        return self._images(images)
+
+    def _images(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, memory_format=self.memory_format)
 
     def _draw_calibration(self) -> Iterator[torch.Tensor]:
         batches = -(-len(self.calibration_set) // self.calibration_batch_size)
@@ -129,11 +137,11 @@ class SubnetEvaluator:
     def eval_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         if self.cached is not None:
             return self.cached
-        return ((x.to(self.device), y.to(self.device)) for x, y in self.eval_loader)
+        return ((self._images(x), y.to(self.device)) for x, y in self.eval_loader)
 
     def calibrate(self, supernet: Supernet, subnet: Subnet) -> StaticSubnet:
         """The subnet extracted from `supernet` with recalibrated BN statistics, in eval mode."""
-        static = supernet.extract(subnet)
+        static = supernet.extract(subnet).use_channels_last(self.channels_last)
         start = time.perf_counter()
         recalibrate_bn(static, self.calibration_batches())
         self.calibration_seconds += time.perf_counter() - start
@@ -143,6 +151,8 @@ class SubnetEvaluator:
     def score(self, model: nn.Module) -> tuple[float, float, int]:
         """Top-1, loss and image count of a ready (recalibrated) model on this evaluator's split."""
         start = time.perf_counter()
+        if isinstance(model, StaticSubnet):
+            model = fold_batchnorm(model)
         scores = measure(model, self.eval_batches())
         self.measure_seconds += time.perf_counter() - start
         self.images_processed += scores[2]
@@ -171,4 +181,5 @@ def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str
                     "data.source %s: BatchNorm calibration uses all %d", requested, available,
                     config["data"]["source"], available)
     return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"], max_images=max_images,
-                           num_workers=config["data"]["num_workers"])
+                           num_workers=config["data"]["num_workers"],
+                           channels_last=use_channels_last(config["memory_format"]))

@@ -29,3 +29,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserInputError("config key 'device' is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+
+def use_channels_last(memory_format: str) -> bool:
+    """Config key `memory_format`: `auto` means channels_last, measured faster (benchmarks/results/)."""
+    if memory_format not in ("auto", "channels_last", "contiguous"):
+        raise ValueError(f"memory_format must be auto, channels_last or contiguous, got {memory_format!r}")
+    return memory_format != "contiguous"

@@ -15,7 +15,49 @@ from torch.distributed.nn.functional import all_reduce as distributed_all_reduce
 from torchvision.ops import stochastic_depth
 
 from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
-from attentivenas.static import RESOLUTION_MODES, StaticSubnet, adapt_resolution, shortcut_pool
+from attentivenas.static import (
+    RESOLUTION_MODES,
+    MemoryFormatMixin,
+    StaticSubnet,
+    adapt_resolution,
+    shortcut_pool,
+)
+
+
+class _SharedSlice(torch.autograd.Function):
+    """A block of a shared parameter, copied into `memory_format`, whose backward adds the gradient
+    straight into that block of the parameter's `.grad`: no full-size gradient per use."""
+
+    @staticmethod
+    def forward(ctx, param: torch.Tensor, index: tuple[slice, ...],
+                memory_format: torch.memory_format) -> torch.Tensor:
+        ctx.param, ctx.index = param, index
+        return param[index].contiguous(memory_format=memory_format)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, None]:
+        param = ctx.param
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        param.grad[ctx.index].add_(grad)
+        return None, None, None
+
+
+def shared_slice(param: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
+    """`param[index]` for a subnet's forward.
+
+    Training adds the gradient into the parameter's slice in place, except under torch.distributed,
+    where DDP must see every gradient through autograd to average it.
+    """
+    if not (torch.is_grad_enabled() and param.requires_grad) or _distributed():
+        return param[index]
+    channels_last = param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last)
+    return _SharedSlice.apply(param, index,
+                              torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -31,18 +73,16 @@ class DynamicConv2d(nn.Conv2d):
                 kernel_size: int | None = None) -> torch.Tensor:
         c_in = x.shape[1]
         kernel = kernel_size or self.kernel_size[0]
-        if self.depthwise:
-            out_channels = c_in
-            weight = self.weight[:c_in]
-        else:
-            out_channels = out_channels or self.out_channels
-            weight = self.weight[:out_channels, :c_in]
-        crop = (self.kernel_size[0] - kernel) // 2
-        if crop:
-            weight = weight[:, :, crop: crop + kernel, crop: crop + kernel]
-        bias = None if self.bias is None else self.bias[:out_channels]
-        return F.conv2d(x, weight.contiguous(), bias, self.stride, kernel // 2, 1,
-                        c_in if self.depthwise else 1)
+        out_channels = c_in if self.depthwise else out_channels or self.out_channels
+        weight, bias = self.weight, self.bias
+        max_out, max_in, max_kernel = weight.shape[:3]
+        if out_channels != max_out or (c_in != max_in and not self.depthwise) or kernel != max_kernel:
+            crop = (max_kernel - kernel) // 2
+            weight = shared_slice(weight, (slice(0, out_channels), slice(0, max_in if self.depthwise else c_in),
+                                           slice(crop, crop + kernel), slice(crop, crop + kernel)))
+        if bias is not None and out_channels != max_out:
+            bias = shared_slice(bias, (slice(0, out_channels),))
+        return F.conv2d(x, weight, bias, self.stride, kernel // 2, 1, c_in if self.depthwise else 1)
 
 
 def synchronized_batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -74,16 +114,23 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
+        mean, var, weight, bias = self.running_mean, self.running_var, self.weight, self.bias
+        if c != self.num_features:
+            index = (slice(0, c),)
+            mean, var = mean[:c], var[:c]
+            weight, bias = shared_slice(weight, index), shared_slice(bias, index)
         if self.synchronized and self.training and dist.is_available() and dist.is_initialized():
-            return synchronized_batch_norm(x, self.weight[:c], self.bias[:c], self.running_mean[:c],
-                                           self.running_var[:c], self.momentum or 0.0, self.eps)
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
-                            self.training or not self.track_running_stats, self.momentum or 0.0, self.eps)
+            return synchronized_batch_norm(x, weight, bias, mean, var, self.momentum or 0.0, self.eps)
+        return F.batch_norm(x, mean, var, weight, bias, self.training or not self.track_running_stats,
+                            self.momentum or 0.0, self.eps)
 
 
 class DynamicLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
+        weight = self.weight
+        if x.shape[1] != weight.shape[1]:
+            weight = shared_slice(weight, (slice(None), slice(0, x.shape[1])))
+        return F.linear(x, weight, self.bias)
 
 
 class DynamicConvBnAct(nn.Module):
@@ -161,7 +208,7 @@ class DynamicBlock(nn.Module):
         return self.shortcut(x, out_channels) + h
 
 
-class Supernet(nn.Module):
+class Supernet(MemoryFormatMixin, nn.Module):
     """All subnets of `space` in one module; `set_active_subnet` picks the one `forward` runs.
 
     Dropout before the classifier and drop-connect act only when the active subnet was set with
@@ -177,6 +224,7 @@ class Supernet(nn.Module):
             raise ValueError(f"resolution_mode must be one of {RESOLUTION_MODES}, got {resolution_mode!r}")
         self.space = space
         self.resolution_mode = resolution_mode
+        self.channels_last = False
         self.dropout_rate = dropout
         self.drop_connect_rate = drop_connect
         self.stem = DynamicConvBnAct(space.in_channels, max(space.stem_widths), space.stem_kernel,
@@ -207,6 +255,8 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         subnet = self.active_subnet
         x = adapt_resolution(x, subnet.resolution, self.resolution_mode)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x, subnet.width[0])
         regularize = self.regularize and self.training
         total_blocks = sum(len(stage) for stage in self.stages)
@@ -231,6 +281,7 @@ class Supernet(nn.Module):
         subnet = subnet or self.active_subnet
         device = next(self.parameters()).device
         static = StaticSubnet(self.space, subnet, self.resolution_mode).to(device)
+        static.use_channels_last(self.channels_last)
         source = self.state_dict()
         static.load_state_dict({name: slice_like(source[name], target)
                                 for name, target in static.state_dict().items()})

@@ -46,7 +46,7 @@ from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.precision import autocast, grad_scaler
 from attentivenas.predictor import load_predictor
 from attentivenas.run_loop import DivergenceGuard, EpochOrder, RunLoop, run_identity
-from attentivenas.runtime import resolve_device, seed_everything
+from attentivenas.runtime import resolve_device, seed_everything, use_channels_last
 from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
 from attentivenas.samplers import Sampler as SubnetSampler
 from attentivenas.space import SearchSpace, Subnet
@@ -303,7 +303,7 @@ class Trainer:
                                  drop_connect=supernet_cfg["drop_connect"])
         if settings["init"] == "warmup":
             self._load_weights(init_from)
-        self.supernet.to(self.device).train()
+        self.supernet.to(self.device).train().use_channels_last(use_channels_last(config["memory_format"]))
         set_bn_momentum(self.supernet, settings["bn_momentum"])
         if settings["sync_batchnorm"] and self.processes.distributed:
             for module in self.supernet.modules():

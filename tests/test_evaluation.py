@@ -182,3 +182,25 @@ def test_evaluate_command_errors_before_work(cli_files, tmp_path, capsys):
     assert main([*base, "--checkpoint", str(checkpoint), "--subnet", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "resolution" in err and "30" in err and "20, 24, 28, 32" in err
+
+
+def test_channels_last_and_folded_bn_change_results_only_by_rounding(space, splits):
+    net = _supernet(space)
+    nchw = SubnetEvaluator(splits, "search", SETTINGS, torch.device("cpu"), seed=0, max_images=200)
+    nhwc = SubnetEvaluator(splits, "search", SETTINGS, torch.device("cpu"), seed=0, max_images=200,
+                           channels_last=True)
+    images, _ = next(iter(nhwc.eval_batches()))
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    for subnet in (space.min_subnet(), space.max_subnet(), space.sample_uniform(random.Random(4))):
+        plain = evaluator_plain(nchw, net, subnet)
+        for evaluator in (nchw, nhwc):
+            result = evaluator.evaluate(net, subnet)
+            assert evaluator.evaluate(net, subnet) == result
+            assert abs(result.top1 - plain[0]) <= 0.5 and result.loss == pytest.approx(plain[1], rel=1e-4)
+
+
+def evaluator_plain(evaluator: SubnetEvaluator, net: Supernet, subnet) -> tuple[float, float, int]:
+    """The evaluation without channels_last and without folding BN into the convs."""
+    static = net.extract(subnet)
+    recalibrate_bn(static, evaluator.calibration_batches())
+    return measure(static, evaluator.eval_batches())

@@ -1,3 +1,4 @@
+import copy
 import os
 import random
 import subprocess
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import attentivenas.supernet as supernet_module
 from attentivenas.space import SearchSpace
 from attentivenas.static import StaticSubnet, adapt_resolution, shortcut_pool
 from attentivenas.supernet import DynamicBlock, Supernet, slice_like
@@ -221,3 +223,35 @@ def test_synchronized_bn_over_two_processes_equals_bn_over_their_joint_batch(tmp
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(script)], env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_in_place_slice_gradients_equal_autograd_slicing_also_accumulated_and_channels_last(monkeypatch):
+    """Backward adds into the slices of `.grad`; plain autograd slicing (used under DDP) is the reference."""
+    space = SearchSpace.load("fmnist")
+    torch.manual_seed(0)
+    in_place = Supernet(space).train()
+    for p in in_place.parameters():
+        nn.init.normal_(p, std=0.1)
+    sliced, channels_last = copy.deepcopy(in_place), copy.deepcopy(in_place).use_channels_last()
+    rng = random.Random(0)
+    subnets = [space.max_subnet(), space.min_subnet(), space.sample_uniform(rng), space.sample_uniform(rng)]
+    x = torch.randn(8, 1, 28, 28)
+
+    def sandwich(model: Supernet, distributed: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(supernet_module, "_distributed", lambda: distributed)
+        outputs = []
+        for subnet in subnets:
+            model.set_active_subnet(subnet)
+            outputs.append(model(x))
+            outputs[-1].square().mean().backward()
+        return outputs
+
+    expected = sandwich(sliced, distributed=True)
+    for model in (in_place, channels_last):
+        for got, want in zip(sandwich(model, distributed=False), expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        for (name, param), reference in zip(model.named_parameters(), sliced.parameters(), strict=True):
+            if reference.grad is None:
+                assert param.grad is None, name
+            else:
+                torch.testing.assert_close(param.grad, reference.grad, rtol=1e-4, atol=1e-6, msg=name)
