@@ -44,16 +44,16 @@ class _SharedSlice(torch.autograd.Function):
 
 
 def shared_slice(param: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
-    """`param[index]` for a subnet's forward.
+    """`param[index]` for a subnet's forward, contiguous so that every path runs the same kernels.
 
     Training adds the gradient into the parameter's slice in place, except under torch.distributed,
     where DDP must see every gradient through autograd to average it.
     """
-    if not (torch.is_grad_enabled() and param.requires_grad) or _distributed():
-        return param[index]
     channels_last = param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last)
-    return _SharedSlice.apply(param, index,
-                              torch.channels_last if channels_last else torch.contiguous_format)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if not (torch.is_grad_enabled() and param.requires_grad) or _distributed():
+        return param[index].contiguous(memory_format=memory_format)
+    return _SharedSlice.apply(param, index, memory_format)
 
 
 def _distributed() -> bool:
