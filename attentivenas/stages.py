@@ -29,7 +29,7 @@ PACKAGE = Path(__file__).resolve().parent
 LAUNCHER = "attentivenas.pipeline"
 """The module that launches every job's command (`run_stage`)."""
 
-_NETWORK = ("seed", "device", "space", "resolution_mode", "data")
+_NETWORK = ("seed", "device", "memory_format", "space", "resolution_mode", "data")
 
 
 def _pick(config: dict[str, Any], *keys: str) -> dict[str, Any]:

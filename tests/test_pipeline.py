@@ -292,6 +292,7 @@ STAGES_OF_KEY = {
     "space": EVERYTHING,
     "resolution_mode": EVALUATED,
     "device": EVALUATED,
+    "memory_format": EVALUATED,
     "results_dir": EVERYTHING,
     **{f"data.{key}": EVERYTHING for key in ("dataset", "source", "search_holdout", "split_seed", "num_workers")},
     **{f"data.augmentation.{key}": EVERYTHING for key in ("random_crop_padding", "horizontal_flip",
