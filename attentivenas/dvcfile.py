@@ -93,7 +93,7 @@ def _upstream(name: str, config: dict[str, Any], layout: ResultsLayout) -> list[
         supernet = [layout.supernet(m) for m in methods]
         return ([s.chosen for s in search] + [s.hypervolume for s in search] + [s.front for s in search]
                 + [s.evaluated for s in search] + [s.summary for s in search] + [s.summary for s in supernet]
-                + [s.epochs for s in supernet] + [layout.warmup.summary]
+                + [s.metrics for s in supernet] + [layout.warmup.summary, layout.warmup.metrics]
                 + [layout.dsnas(t).summary for t in targets]
                 + [layout.predictor.predictions, layout.predictor.metrics])
     return []

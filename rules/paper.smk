@@ -32,7 +32,8 @@ rule figures:
         code=stage_code("figures"),
         space=SPACE_FILE,
         evaluated=expand(rules.search_pareto.output.evaluated, method=METHODS),
-        epochs=expand(rules.train_supernet.output.epochs, method=METHODS),
+        warmup_metrics=rules.warmup_supernet.output.metrics,
+        metrics=expand(rules.train_supernet.output.metrics, method=METHODS),
         predictions=rules.fit_predictor.output.predictions,
         predictor_metrics=rules.fit_predictor.output.metrics,
     output:

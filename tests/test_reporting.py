@@ -3,6 +3,14 @@
 import csv
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib import pyplot as plt
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from attentivenas import reporting
 from attentivenas.config import validate_config
@@ -14,11 +22,20 @@ METHODS = {"bignas": {"sampler": "uniform"},
            "bestup_loss": {"sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "loss"},
            "bestup_loss_k5": {"sampler": "attentive", "mode": "bestup", "k": 5, "estimator": "loss"},
            "bestup_predictor": {"sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "predictor",
-                                "label": "BestUp & predictor"}}
+                                "label": "BestUp & predictor"},
+           "bestup_loss_k2": {"sampler": "attentive", "mode": "bestup", "k": 2, "estimator": "loss"}}
 CHOSEN = {"bignas": [(1.0, 0.9, 71.0), (3.0, 2.5, 74.0)],
           "bestup_loss": [(1.0, 0.95, 72.0), (3.0, 2.8, 75.0)],
           "bestup_loss_k5": [(1.0, 0.8, 70.5), (3.0, 2.9, 75.5)],
-          "bestup_predictor": [(1.0, 1.0, 71.5), (3.0, 3.0, 74.5)]}
+          "bestup_predictor": [(1.0, 1.0, 71.5), (3.0, 3.0, 74.5)],
+          "bestup_loss_k2": [(1.0, 0.85, 71.2), (3.0, 2.7, 74.2)]}
+WARMUP_STEPS, METHOD_STEPS, SAMPLED = 40, 25, 18
+
+
+def _loss_rows(steps: int, start: float) -> list[dict]:
+    return [{"step": step, "epoch": 0, "lr": 0.1, "loss_max": round(start - step / 100 + step % 3 / 50, 4),
+             "loss_min": round(start + 0.2 - step / 120, 4), "loss_mid": 1.0, "mflops_mid": 2.0, "images_scored": 0}
+            for step in range(1, steps + 1)]
 
 
 @pytest.fixture
@@ -36,9 +53,10 @@ def results(tmp_path, tiny_config_dict):
         write_json(layout.supernet(method).summary,
                    {"subnet_images_trained": 2000 + i})
         write_csv(layout.search(method).evaluated,
-                  [{"generation": k // 8, "mflops": 0.5 + k / 4, "top1_search": 60 + k + i} for k in range(12)])
-        write_csv(layout.supernet(method).epochs,
-                  [{"epoch": e, "top1_max": 60 + e, "top1_min": 50 + e} for e in range(3)])
+                  [{"generation": 0, "mflops": 0.4 + (k * 7 % SAMPLED) / 4, "top1_search": 60 + k % 5 + i}
+                   for k in range(SAMPLED)] + [{"generation": 1, "mflops": 9.0, "top1_search": 80}])
+        write_csv(layout.supernet(method).metrics, _loss_rows(METHOD_STEPS, 1.2 + i / 20))
+    write_csv(layout.warmup.metrics, _loss_rows(WARMUP_STEPS, 2.3))
     for target, top1 in ((1.0, 70.0), (2.5, 73.0)):
         write_json(layout.dsnas(target_label(target)).summary,
                    {"mflops": target * 0.9, "params_m": 0.2, "top1_search": top1, "top1_test": top1,
@@ -92,11 +110,166 @@ def test_figures_and_their_plot_data(results):
         fronts = list(csv.DictReader(handle))
     assert len(fronts) == 2 * len(METHODS) + 2
     curves = read_csv(ResultsLayout(root).paper.training_curves_data)
-    assert {r["method"] for r in curves} == set(METHODS) and len(curves) == 3 * len(METHODS)
+    assert list(curves[0]) == reporting.CURVE_COLUMNS
+    steps = {run: [int(r["step"]) for r in curves if r["run"] == run] for run in ["warmup", *METHODS]}
+    assert steps == {"warmup": list(range(1, WARMUP_STEPS + 1))} | {m: list(range(1, METHOD_STEPS + 1))
+                                                                     for m in METHODS}
+
+
+# -- every figure a reviewer sees: series, bins and text ------------------------------------------
+
+def _drawn_texts(figure: Figure, monkeypatch) -> list[Text]:
+    """The text artists a draw of `figure` renders (visible, not empty)."""
+    drawn: list[Text] = []
+    draw = Text.draw
+
+    def recording_draw(self, renderer):
+        if self.get_visible() and self.get_text().strip():
+            drawn.append(self)
+        return draw(self, renderer)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Text, "draw", recording_draw)
+        figure.canvas.draw()
+    return drawn
+
+
+def assert_readable(figure: Figure, monkeypatch) -> None:
+    """Every labelled series has >= 2 points; every text lies inside the canvas and overlaps no other text."""
+    for axes in figure.axes:
+        for line in axes.get_lines():
+            if not line.get_label().startswith("_"):
+                assert len(line.get_xdata()) >= 2, line.get_label()
+        for scatter in axes.collections:
+            if isinstance(scatter, PathCollection):
+                assert len(scatter.get_offsets()) >= 2
+    texts = _drawn_texts(figure, monkeypatch)
+    renderer = figure.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    canvas = figure.bbox
+    for text, box in boxes:
+        assert (box.x0 >= canvas.x0 - 0.5 and box.y0 >= canvas.y0 - 0.5 and box.x1 <= canvas.x1 + 0.5
+                and box.y1 <= canvas.y1 + 0.5), f"{text!r} at {box} leaves the canvas {canvas}"
+    for i, (text, box) in enumerate(boxes):
+        for other, other_box in boxes[i + 1:]:
+            overlap = Bbox.intersection(box, other_box)
+            assert overlap is None or overlap.width < 0.5 or overlap.height < 0.5, f"{text!r} overlaps {other!r}"
+
+
+@pytest.mark.parametrize("defect,message", [
+    (lambda fig, ax: (ax.text(0.5, 0.5, "first label"), ax.text(0.52, 0.5, "second label")), "overlaps"),
+    (lambda fig, ax: fig.text(0.97, 0.5, "a label past the edge"), "leaves the canvas"),
+    (lambda fig, ax: ax.plot([1], [2], label="one point"), "one point"),
+])
+def test_the_readability_check_catches_each_defect(defect, message, monkeypatch):
+    figure, axes = plt.subplots(figsize=(4, 3))
+    axes.plot([0, 1], [0, 1], label="fine")
+    assert_readable(figure, monkeypatch)
+    defect(figure, axes)
+    with pytest.raises(AssertionError, match=message):
+        assert_readable(figure, monkeypatch)
+    plt.close(figure)
+
+
+def test_every_paper_figure_is_readable(results, monkeypatch):
+    config, root = results
+    figures = reporting.paper_figures(config, root)
+    assert set(figures) == set(reporting.FIGURES)
+    for name, figure in figures.items():
+        try:
+            assert_readable(figure, monkeypatch)
+        except AssertionError as err:
+            raise AssertionError(f"figure {name}: {err}") from None
+        finally:
+            plt.close(figure)
+
+
+@pytest.mark.parametrize("ablation", reporting.ABLATIONS)
+def test_every_ablation_figure_is_readable(results, ablation, monkeypatch):
+    config, root = results
+    figure = reporting.ablation_figure(config, reporting.collect(config, root), ablation)
+    try:
+        assert_readable(figure, monkeypatch)
+    finally:
+        plt.close(figure)
+
+
+def test_training_curves_plot_every_logged_step(results):
+    config, root = results
+    figure = reporting.paper_figures(config, root)["training_curves"]
+    labels = {r.method: r.label for r in reporting.collect(config, root)}
+    for axes in figure.axes:
+        lengths = {line.get_label(): len(line.get_xdata()) for line in axes.get_lines()}
+        if "shared warm-up (uniform)" in lengths:
+            assert lengths == {"shared warm-up (uniform)": WARMUP_STEPS}
+        else:
+            assert lengths == {labels[m]: METHOD_STEPS for m in METHODS}
+    plt.close(figure)
+
+
+def test_one_colour_per_method_in_every_figure(results):
+    config, root = results
+    results_ = reporting.collect(config, root)
+    expected = reporting.method_colors([*METHODS, "dsnas"])
+    assert len({to_hex(c) for c in expected.values()}) == len(METHODS) + 1
+    by_label = {r.label: to_hex(expected[r.method]) for r in results_}
+    figures = [*reporting.paper_figures(config, root).values(),
+               *(reporting.ablation_figure(config, results_, a) for a in reporting.ABLATIONS)]
+    seen = 0
+    for figure in figures:
+        for legend in figure.legends:
+            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+                if text.get_text() in by_label:
+                    colour = handle.get_facecolor() if hasattr(handle, "get_height") else handle.get_color()
+                    assert to_hex(colour) == by_label[text.get_text()], (text.get_text(), figure)
+                    seen += 1
+        plt.close(figure)
+    assert seen >= 6 * len(METHODS)
+
+
+def test_k_ablation_plots_every_k_of_the_config(results):
+    config, root = results
+    figure = reporting.ablation_figure(config, reporting.collect(config, root), "k")
+    k_axes = figure.axes[1]
+    assert list(k_axes.get_xticks()) == [2, 3, 5]
+    joined = [line for line in k_axes.get_lines() if line.get_label().startswith("_")
+              and len(line.get_xdata()) > 1 and line.get_linestyle() == "-"]
+    assert [list(line.get_xdata()) for line in joined] == [[2, 3, 5]]  # bestup (loss) at k = 2, 3, 5
+    plt.close(figure)
+
+
+def test_flops_bins_are_quantiles_of_the_sampled_subnets():
+    sampled = {m: [{"mflops": str(f), "top1_search": str(60 + f)} for f in range(12)] for m in ("a", "b")}
+    binned = reporting.flops_bins(sampled, bins=4)
+    assert binned.edges == [0, 3, 6, 9, 11]
+    assert binned.groups["a"] == [[60, 61, 62], [63, 64, 65], [66, 67, 68], [69, 70, 71]]
+
+
+def test_a_bin_too_thin_for_a_method_merges_with_its_neighbour():
+    sampled = {"a": [{"mflops": str(f), "top1_search": str(f)} for f in range(12)],
+               "b": [{"mflops": str(f), "top1_search": str(f)} for f in (0, 1, 10, 11)]}
+    # quartiles of the 16 subnets: [0, 2) [2, 6) [6, 10) [10, 11]; b has none in the middle two, which merge
+    # into their smaller neighbours
+    binned = reporting.flops_bins(sampled, bins=4)
+    assert binned.edges == [0, 6, 11]
+    assert [len(g) for g in binned.groups["b"]] == [2, 2] and [len(g) for g in binned.groups["a"]] == [6, 6]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(0.1, 10, allow_nan=False), min_size=2, max_size=30), min_size=1, max_size=4),
+       st.integers(1, 8))
+def test_flops_bins_never_leave_a_box_empty_or_thin(flops, bins):
+    sampled = {f"m{i}": [{"mflops": str(f), "top1_search": "50"} for f in values] for i, values in enumerate(flops)}
+    binned = reporting.flops_bins(sampled, bins)
+    assert 1 <= len(binned.edges) - 1 <= bins
+    for method, groups in binned.groups.items():
+        assert sum(map(len, groups)) == len(sampled[method]), "every subnet lies in exactly one bin"
+        if len(groups) > 1:
+            assert min(map(len, groups)) >= reporting.MIN_PER_BOX
 
 
 @pytest.mark.parametrize("ablation,expected", [
-    ("sampler", ["bignas", "bestup_loss", "bestup_loss_k5"]),
+    ("sampler", ["bignas", "bestup_loss", "bestup_loss_k5", "bestup_loss_k2"]),
     ("estimator", list(METHODS)),
     ("k", list(METHODS)),
 ])
