@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attentivenas.config import load_config, validate_config
+from attentivenas.config import load_config, merge, validate_config
 from attentivenas.config import schema as config_schema
 from attentivenas.dvcfile import render
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout
@@ -151,6 +151,22 @@ def test_tiny_config_has_the_default_methods_and_targets():
     default, tiny = load_config(REPO / "config" / "config.yaml"), load_config(REPO / "config" / "tiny.yaml")
     assert list(tiny["methods"]) == list(default["methods"])
     assert tiny["dsnas"]["targets_mflops"] == default["dsnas"]["targets_mflops"]
+
+
+def test_k_ablation_config_adds_two_values_of_k_to_the_default_run():
+    """config/ablation_k.yaml on top of the default config (the README's command, dry): BestUp (loss) at
+    k = 2, 3 and 5, six supernets and searches, no DSNAS, its own results folder."""
+    files = ("config/config.yaml", "config/ablation_k.yaml")
+    merged = {}
+    for name in files:
+        merged = merge(merged, yaml.safe_load((REPO / name).read_text()))
+    config = validate_config(merged, source=files[-1])
+    assert sorted(m["k"] for m in config["methods"].values()
+                  if m["sampler"] == "attentive" and m["mode"] == "bestup" and m["estimator"] == "loss") == [2, 3, 5]
+    dry = _run([BIN / "snakemake", "-n", "ablation_plots", "--configfile", *files], REPO).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.MULTILINE))
+    assert counts["train_supernet"] == counts["search_pareto"] == "6" and "dsnas_search" not in counts
+    assert f"{config['results_dir']}/paper/ablations/k.png" in dry and config["results_dir"] != "results/default"
 
 
 def test_environment_yml_installs_the_pinned_requirements():
