@@ -7,6 +7,7 @@ import os
 import re
 
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
+from attentivenas.config import run_seeds
 from attentivenas.pipeline import (
     data_files,
     method_needs,
@@ -14,11 +15,12 @@ from attentivenas.pipeline import (
     space_file,
     stage_code,
 )
-from attentivenas.stages import stage_settings_json
+from attentivenas.stages import PER_SEED, stage_settings_json
 
 config = resolve_config(config, workflow.overwrite_configfiles)
 LAYOUT = ResultsLayout(config["results_dir"])
 METHODS = list(config["methods"])
+SEEDS = run_seeds(config)
 DSNAS_TARGETS = (
     [target_label(t) for t in config["dsnas"]["targets_mflops"]]
     if config["dsnas"]["enabled"]
@@ -32,6 +34,7 @@ TRAIN_MEM_MB = 4000
 wildcard_constraints:
     method="|".join(map(re.escape, METHODS)) or "NO_METHOD",
     target="|".join(map(re.escape, DSNAS_TARGETS)) or "NO_TARGET",
+    seed="|".join(map(str, SEEDS)),
 
 
 include: "rules/common.smk"

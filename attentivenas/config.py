@@ -135,6 +135,16 @@ def training_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
     return merge(config["training"], _method(config, run).get("training", {}))
 
 
+def run_seeds(config: dict[str, Any]) -> list[int]:
+    """The seeds each method's training, search and DSNAS run once per: config `seeds`, else [seed]."""
+    return list(config["seeds"]) if config.get("seeds") else [config["seed"]]
+
+
+def baseline_method(config: dict[str, Any]) -> str | None:
+    """The method the report tests every other against: the first uniform-sampling (BigNAS) one."""
+    return next((name for name, entry in config["methods"].items() if entry["sampler"] == "uniform"), None)
+
+
 def _method(config: dict[str, Any], method: str) -> dict[str, Any]:
     if method not in config["methods"]:
         raise ConfigError(f"unknown method {method!r}: config key 'methods' defines "

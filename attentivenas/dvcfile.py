@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from attentivenas.config import load_config
+from attentivenas.config import load_config, run_seeds
 from attentivenas.layout import ResultsLayout, target_label
 from attentivenas.pipeline import DEFAULT_CONFIG, method_needs
 from attentivenas.stages import space_source, stage_config_keys, stage_sources
@@ -75,7 +75,7 @@ def _unique(items: list[Any]) -> list[Any]:
 
 
 def _upstream(name: str, config: dict[str, Any], layout: ResultsLayout) -> list[Path]:
-    methods = list(config["methods"])
+    methods, seeds = list(config["methods"]), run_seeds(config)
     targets = _dsnas_targets(config)
     if name == "predictor":
         return [layout.data_summary]
@@ -85,16 +85,16 @@ def _upstream(name: str, config: dict[str, Any], layout: ResultsLayout) -> list[
                 + ([layout.predictor.predictor] if any(n["predictor"] for n in needs) else []))
     if name == "search":
         predictor = [layout.predictor.predictor] if config["search"]["predictor_prefilter"] else []
-        return [layout.supernet(m).checkpoint for m in methods] + predictor
+        return [layout.supernet(m, s).checkpoint for m in methods for s in seeds] + predictor
     if name == "dsnas":
         return [layout.data_summary] + ([layout.warmup.checkpoint] if config["dsnas"]["init"] == "warmup" else [])
     if name == "paper":
-        search = [layout.search(m) for m in methods]
-        supernet = [layout.supernet(m) for m in methods]
+        search = [layout.search(m, s) for m in methods for s in seeds]
+        supernet = [layout.supernet(m, s) for m in methods for s in seeds]
         return ([s.chosen for s in search] + [s.hypervolume for s in search] + [s.front for s in search]
                 + [s.evaluated for s in search] + [s.summary for s in search] + [s.summary for s in supernet]
-                + [s.metrics for s in supernet] + [layout.warmup.summary, layout.warmup.metrics]
-                + [layout.dsnas(t).summary for t in targets]
+                + [s.metrics for s in supernet] + [layout.warmup.summary, layout.warmup.metrics, layout.data_summary]
+                + [layout.dsnas(t, s).summary for t in targets for s in seeds]
                 + [layout.predictor.predictions, layout.predictor.metrics])
     return []
 
@@ -105,7 +105,7 @@ def _dsnas_targets(config: dict[str, Any]) -> list[str]:
 
 def _artefacts(name: str, config: dict[str, Any], layout: ResultsLayout) -> dict[str, list]:
     """The milestone's outs, metrics and plots."""
-    methods = list(config["methods"])
+    methods, seeds = list(config["methods"]), run_seeds(config)
     if name == "data":
         return {"outs": [_entry(layout.data_summary, NO_CACHE)]}
     if name == "predictor":
@@ -115,24 +115,24 @@ def _artefacts(name: str, config: dict[str, Any], layout: ResultsLayout) -> dict
                 "metrics": [_entry(warmup.summary, NO_CACHE), _entry(predictor.metrics, NO_CACHE)],
                 "plots": [_entry(p, NO_CACHE) for p in (warmup.epochs, warmup.metrics, predictor.predictions)]}
     if name == "supernet":
-        runs = [layout.supernet(m) for m in methods]
+        runs = [layout.supernet(m, s) for m in methods for s in seeds]
         return {"outs": [_entry(r.checkpoint, PERSIST) for r in runs],
                 "metrics": [_entry(r.summary, NO_CACHE) for r in runs],
                 "plots": [_entry(p, NO_CACHE) for r in runs for p in (r.epochs, r.metrics)]}
     if name == "search":
-        runs = [layout.search(m) for m in methods]
+        runs = [layout.search(m, s) for m in methods for s in seeds]
         return {"outs": [_entry(r.chosen_dir) for r in runs]
                 + [_entry(p, NO_CACHE) for r in runs for p in (r.chosen, r.evaluated)],
                 "metrics": [_entry(p, NO_CACHE) for r in runs for p in (r.hypervolume, r.summary)],
                 "plots": [_entry(r.front, NO_CACHE) for r in runs]}
     if name == "dsnas":
-        runs = [layout.dsnas(t) for t in _dsnas_targets(config)]
+        runs = [layout.dsnas(t, s) for t in _dsnas_targets(config) for s in seeds]
         return {"outs": [_entry(r.checkpoint, PERSIST) for r in runs] + [_entry(r.child, NO_CACHE) for r in runs],
                 "metrics": [_entry(r.summary, NO_CACHE) for r in runs],
                 "plots": [_entry(r.metrics, NO_CACHE) for r in runs]}
     paper = layout.paper
     return {"outs": [_entry(p, NO_CACHE) for p in (paper.table_markdown, paper.table_csv, paper.table_latex,
-                                                     paper.figures_dir, paper.ablations_dir)],
+                                                     paper.statistics, paper.figures_dir, paper.ablations_dir)],
             "metrics": [_entry(paper.metrics, NO_CACHE)],
             "plots": [_entry(paper.fronts_data, NO_CACHE), _entry(paper.training_curves_data, NO_CACHE)]}
 

@@ -19,6 +19,11 @@ def target_label(mflops: float) -> str:
     return f"{mflops:g}"
 
 
+def seed_folder(seed: int | str) -> str:
+    """A per-seed run's folder name (e.g. 0 -> 'seed0'; '{seed}' gives the rules' pattern)."""
+    return f"seed{seed}"
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """What every run of the shared run loop writes into its folder: supernet training and DSNAS."""
@@ -171,6 +176,11 @@ class PaperFiles:
         return self.dir / "metrics.json"
 
     @property
+    def statistics(self) -> Path:
+        """Per method over the seeds: spreads, 95% intervals and the tests against the baseline."""
+        return self.dir / "statistics.json"
+
+    @property
     def figures_dir(self) -> Path:
         return self.dir / "figures"
 
@@ -216,19 +226,21 @@ class ResultsLayout:
     def warmup(self) -> TrainingRunFiles:
         return TrainingRunFiles(self.root / "warmup")
 
-    def supernet(self, method: str) -> TrainingRunFiles:
-        return TrainingRunFiles(self.root / "supernet" / method)
+    def supernet(self, method: str, seed: int | str) -> TrainingRunFiles:
+        """A method's training run at one seed of config `seeds`."""
+        return TrainingRunFiles(self.root / "supernet" / method / seed_folder(seed))
 
     @property
     def predictor(self) -> PredictorFiles:
         return PredictorFiles(self.root / "predictor")
 
-    def search(self, method: str) -> SearchRunFiles:
-        return SearchRunFiles(self.root / "search" / method)
+    def search(self, method: str, seed: int | str) -> SearchRunFiles:
+        """The search in a method's supernet of one seed."""
+        return SearchRunFiles(self.root / "search" / method / seed_folder(seed))
 
-    def dsnas(self, target: str) -> DsnasRunFiles:
-        """A DSNAS run by its target label (`target_label(mflops)`)."""
-        return DsnasRunFiles(self.root / "dsnas" / target)
+    def dsnas(self, target: str, seed: int | str) -> DsnasRunFiles:
+        """A DSNAS run by its target label (`target_label(mflops)`) and seed."""
+        return DsnasRunFiles(self.root / "dsnas" / target / seed_folder(seed))
 
     @property
     def paper(self) -> PaperFiles:
@@ -240,10 +252,16 @@ class ResultsLayout:
         depth = len(artefact.relative_to(self.root).parts)
         return Path(path).parents[depth - 1]
 
-    def log(self, rule: str, wildcard: str | None = None) -> Path:
-        """A Snakemake job's log: one per rule, or per wildcard value."""
-        return self.root / "logs" / (f"{rule}.log" if wildcard is None else f"{rule}/{wildcard}.log")
+    def log(self, rule: str, wildcard: str | None = None, seed: int | str | None = None) -> Path:
+        """A Snakemake job's log: one per rule, or per wildcard value (and seed)."""
+        return self.root / "logs" / self._job_file(rule, wildcard, seed, "log")
 
-    def benchmark(self, rule: str, wildcard: str | None = None) -> Path:
+    def benchmark(self, rule: str, wildcard: str | None = None, seed: int | str | None = None) -> Path:
         """A Snakemake job's timing record (kept apart from the results)."""
-        return self.root / "benchmarks" / (f"{rule}.tsv" if wildcard is None else f"{rule}/{wildcard}.tsv")
+        return self.root / "benchmarks" / self._job_file(rule, wildcard, seed, "tsv")
+
+    @staticmethod
+    def _job_file(rule: str, wildcard: str | None, seed: int | str | None, suffix: str) -> str:
+        if wildcard is None:
+            return f"{rule}.{suffix}"
+        return f"{rule}/{wildcard}.{suffix}" if seed is None else f"{rule}/{wildcard}/{seed_folder(seed)}.{suffix}"

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from attentivenas.budget import check_budget
 from attentivenas.config import load_config, method_spec, training_settings, validate_config
 from attentivenas.stages import PACKAGE, space_source, stage_sources
 
@@ -19,13 +20,17 @@ DEFAULT_CONFIG = "config/config.yaml"
 
 
 def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
-    """Snakemake's config validated, with defaults; without `--configfile`, the default config file.
+    """Snakemake's config validated, with defaults, its budget checked; without `--configfile`, the default
+    config file.
 
     Nothing is written: each job receives its stage's settings as a rule parameter.
     """
     if configfiles:
-        return validate_config(dict(config), source=str(configfiles[-1]))
-    return load_config(DEFAULT_CONFIG, overrides=dict(config))
+        resolved = validate_config(dict(config), source=str(configfiles[-1]))
+    else:
+        resolved = load_config(DEFAULT_CONFIG, overrides=dict(config))
+    check_budget(resolved)
+    return resolved
 
 
 def _workflow_path(path: str) -> str:

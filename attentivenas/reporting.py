@@ -8,6 +8,7 @@ report stage's settings (attentivenas.stages).
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,14 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from attentivenas.budget import TOLERANCE
+from attentivenas.config import baseline_method, run_seeds
 from attentivenas.config import method_label as configured_label
 from attentivenas.io import atomic_write_bytes, atomic_write_text, read_csv, read_json, write_csv, write_json
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
 from attentivenas.predictor import rank_quality
 from attentivenas.search import hypervolume
+from attentivenas.significance import PairedTest, Spread, accuracy_interval, paired_tests, spread
 from attentivenas.space import SearchSpace
 
 matplotlib.use("Agg")
@@ -34,26 +38,81 @@ DSNAS = "dsnas"
 class ModelRow:
     method: str
     label: str
+    seed: int
     model: str
     target_mflops: float
+    subnet: str
     mflops: float
     params_m: float
     top1_search: float
     top1_test: float
+    test_images: int
+
+    @property
+    def top1_test_interval(self) -> tuple[float, float]:
+        return accuracy_interval(self.top1_test, self.test_images)
+
+
+@dataclass
+class SeedRun:
+    """One method's models and compute at one seed of config `seeds`."""
+
+    seed: int
+    models: list[ModelRow]
+    hypervolume: float
+    subnet_images_trained: float
+    images_scored: float
+    images_evaluated: float
+
+    @property
+    def distinct_models(self) -> int:
+        return len({m.subnet for m in self.models})
 
 
 @dataclass
 class MethodResult:
     method: str
     label: str
-    models: list[ModelRow]
-    hypervolume: float
-    subnet_images_trained: float
-    images_evaluated: float
+    runs: list[SeedRun]
 
     @property
-    def subnet_images_per_model(self) -> float:
-        return self.subnet_images_trained / max(len(self.models), 1)
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    @property
+    def models(self) -> list[ModelRow]:
+        """The first seed's models (the figures show one run per method)."""
+        return self.runs[0].models
+
+    @property
+    def hypervolume(self) -> float:
+        """Mean over the seeds."""
+        return float(np.mean([run.hypervolume for run in self.runs]))
+
+    @property
+    def subnet_images_trained(self) -> float:
+        return float(np.mean([run.subnet_images_trained for run in self.runs]))
+
+    @property
+    def images_scored(self) -> float:
+        return float(np.mean([run.images_scored for run in self.runs]))
+
+    @property
+    def images_evaluated(self) -> float:
+        return float(np.mean([run.images_evaluated for run in self.runs]))
+
+    @property
+    def distinct_models(self) -> Spread:
+        return spread([run.distinct_models for run in self.runs])
+
+    def top1_at(self, target: float) -> list[float]:
+        """Test top-1 of the model chosen at `target`, per seed (empty when the method has none there)."""
+        values = [m.top1_test for run in self.runs for m in run.models if m.target_mflops == target]
+        return values if len(values) == len(self.runs) else []
+
+    @property
+    def targets(self) -> list[float]:
+        return sorted({m.target_mflops for m in self.models})
 
 
 def method_label(config: dict[str, Any], method: str) -> str:
@@ -66,33 +125,42 @@ def _compute(summary_path: Path, field: str) -> float:
 
 
 def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
-    """Every method's chosen models (test-evaluated), hypervolume and compute, DSNAS last."""
+    """Every method's chosen models (test-evaluated), hypervolume and compute per seed, DSNAS last."""
     layout = ResultsLayout(results_dir)
     space = SearchSpace.load(config["space"])
     warmup = _compute(layout.warmup.summary, "subnet_images_trained")
+    test_images = int(read_json(layout.data_summary)["test"]["images"])
+    seeds = run_seeds(config)
     results = []
     for method in config["methods"]:
         label = method_label(config, method)
-        models = [ModelRow(method, label, row["name"], float(row["target"]), float(row["mflops"]),
-                           float(row["params_m"]), float(row["top1_search"]), float(row["top1_test"]))
-                  for row in read_csv(layout.search(method).chosen)]
-        trained = _compute(layout.supernet(method).summary, "subnet_images_trained")
-        evaluated = _compute(layout.search(method).summary, "images_processed")
-        results.append(MethodResult(method, label, models, _hypervolume(space, models), warmup + trained,
-                                    evaluated))
+        runs = []
+        for seed in seeds:
+            search, training = layout.search(method, seed), layout.supernet(method, seed)
+            models = [ModelRow(method, label, seed, row["name"], float(row["target"]), row["subnet"],
+                               float(row["mflops"]), float(row["params_m"]), float(row["top1_search"]),
+                               float(row["top1_test"]), test_images) for row in read_csv(search.chosen)]
+            scored = read_json(training.summary).get("sampler_stats", {}).get("images_scored", 0)
+            runs.append(SeedRun(seed, models, _hypervolume(space, models),
+                                warmup + _compute(training.summary, "subnet_images_trained"), float(scored),
+                                _compute(search.summary, "images_processed")))
+        results.append(MethodResult(method, label, runs))
     if config["dsnas"]["enabled"] and config["dsnas"]["targets_mflops"]:
-        models, trained, evaluated = [], 0.0, 0.0
-        for target in config["dsnas"]["targets_mflops"]:
-            summary = read_json(layout.dsnas(target_label(target)).summary)
-            models.append(ModelRow(DSNAS, method_label(config, DSNAS), f"t{target_label(target)}", float(target),
-                                   float(summary["mflops"]), float(summary["params_m"]),
-                                   float(summary["top1_search"]), float(summary["top1_test"])))
-            trained += float(summary["subnet_images_trained"])
-            evaluated += float(summary["evaluation_images"])
-        if config["dsnas"]["init"] == "warmup":
-            trained += warmup
-        results.append(MethodResult(DSNAS, method_label(config, DSNAS), models, _hypervolume(space, models),
-                                    trained, evaluated))
+        label, runs = method_label(config, DSNAS), []
+        for seed in seeds:
+            models, trained, evaluated = [], 0.0, 0.0
+            for target in config["dsnas"]["targets_mflops"]:
+                summary = read_json(layout.dsnas(target_label(target), seed).summary)
+                models.append(ModelRow(DSNAS, label, seed, f"t{target_label(target)}", float(target),
+                                       json.dumps(summary["child"], sort_keys=True), float(summary["mflops"]),
+                                       float(summary["params_m"]), float(summary["top1_search"]),
+                                       float(summary["top1_test"]), test_images))
+                trained += float(summary["subnet_images_trained"])
+                evaluated += float(summary["evaluation_images"])
+            if config["dsnas"]["init"] == "warmup":
+                trained += warmup
+            runs.append(SeedRun(seed, models, _hypervolume(space, models), trained, 0.0, evaluated))
+        results.append(MethodResult(DSNAS, label, runs))
     return results
 
 
@@ -101,47 +169,139 @@ def _hypervolume(space: SearchSpace, models: Sequence[ModelRow]) -> float:
     return hypervolume(points, space.hypervolume_window, space.hypervolume_top1_floor).normalized
 
 
+# -- statistics over seeds ----------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """Per method: the spread of its hypervolume and of its top-1 at each target over the seeds, and the
+    paired tests against the baseline (absent with one seed, for the baseline itself, or at a target the
+    baseline has no model at)."""
+
+    hypervolume: dict[str, Spread]
+    top1: dict[str, dict[float, Spread]]
+    hypervolume_tests: dict[str, PairedTest]
+    top1_tests: dict[str, dict[float, PairedTest]]
+
+
+def compare(results: Sequence[MethodResult], baseline: str | None) -> Comparison:
+    hv = {r.method: spread([run.hypervolume for run in r.runs]) for r in results}
+    top1 = {r.method: {t: spread(r.top1_at(t)) for t in r.targets if r.top1_at(t)} for r in results}
+    by_method = {r.method: r for r in results}
+    hv_tests: dict[str, PairedTest] = {}
+    top1_tests: dict[str, dict[float, PairedTest]] = {r.method: {} for r in results}
+    if baseline in by_method:
+        base = by_method[baseline]
+        others = [r for r in results if r.method != baseline]
+        hv_tests = paired_tests({r.method: [run.hypervolume for run in r.runs] for r in others},
+                                [run.hypervolume for run in base.runs])
+        for target in base.targets:
+            at_target = {r.method: r.top1_at(target) for r in others if r.top1_at(target)}
+            for method, test in paired_tests(at_target, base.top1_at(target)).items():
+                top1_tests[method][target] = test
+    return Comparison(hv, top1, hv_tests, top1_tests)
+
+
 # -- the paper table ----------------------------------------------------------------------------
 
-TABLE_COLUMNS = ["method", "label", "model", "target_mflops", "mflops", "params_m", "top1_search", "top1_test",
-                 "method_hypervolume", "method_subnet_images_trained", "method_images_evaluated",
-                 "subnet_images_trained_per_model"]
+TABLE_COLUMNS = ["method", "label", "seed", "model", "target_mflops", "mflops", "params_m", "top1_search",
+                 "top1_test", "top1_test_low95", "top1_test_high95", "test_images", "method_hypervolume",
+                 "method_distinct_models", "method_subnet_images_trained", "method_images_scored",
+                 "method_images_evaluated"]
 
 
 def table_rows(results: Sequence[MethodResult]) -> list[dict[str, Any]]:
     rows = []
     for result in results:
-        for m in result.models:
-            rows.append({"method": m.method, "label": m.label, "model": m.model,
-                         "target_mflops": m.target_mflops, "mflops": round(m.mflops, 4),
-                         "params_m": round(m.params_m, 4), "top1_search": round(m.top1_search, 2),
-                         "top1_test": round(m.top1_test, 2), "method_hypervolume": round(result.hypervolume, 5),
-                         "method_subnet_images_trained": int(result.subnet_images_trained),
-                         "method_images_evaluated": int(result.images_evaluated),
-                         "subnet_images_trained_per_model": round(result.subnet_images_per_model, 1)})
+        for run in result.runs:
+            for m in run.models:
+                low, high = m.top1_test_interval
+                rows.append({"method": m.method, "label": m.label, "seed": run.seed, "model": m.model,
+                             "target_mflops": m.target_mflops, "mflops": round(m.mflops, 4),
+                             "params_m": round(m.params_m, 4), "top1_search": round(m.top1_search, 2),
+                             "top1_test": round(m.top1_test, 2), "top1_test_low95": round(low, 2),
+                             "top1_test_high95": round(high, 2), "test_images": m.test_images,
+                             "method_hypervolume": round(run.hypervolume, 5),
+                             "method_distinct_models": run.distinct_models,
+                             "method_subnet_images_trained": int(run.subnet_images_trained),
+                             "method_images_scored": int(run.images_scored),
+                             "method_images_evaluated": int(run.images_evaluated)})
     return rows
 
 
-def markdown_table(results: Sequence[MethodResult], space: SearchSpace) -> str:
+def _mean_std(value: Spread, digits: int) -> str:
+    return f"{value.mean:.{digits}f}" if value.std is None else f"{value.mean:.{digits}f} ± {value.std:.{digits}f}"
+
+
+def _interval(value: Spread, digits: int) -> str:
+    return "–" if value.low is None else f"[{value.low:.{digits}f}, {value.high:.{digits}f}]"
+
+
+def _test(test: PairedTest | None, digits: int) -> str:
+    if test is None:
+        return "–"
+    mark = " *" if test.significant else ""
+    return f"{test.difference:+.{digits}f} (p = {test.p_adjusted:.3f}){mark}"
+
+
+def _budget_share(used: float, budget: int | None) -> str:
+    if not budget:
+        return "–"
+    share = used / budget
+    return f"{share:.1%}" + ("" if abs(share - 1) <= TOLERANCE else " (!)")
+
+
+def markdown_table(results: Sequence[MethodResult], space: SearchSpace, budget: int | None = None,
+                   baseline: str | None = None) -> str:
     low, high = space.hypervolume_window
+    seeds = results[0].seeds if results else []
+    labels = {r.method: r.label for r in results}
+    comparison = compare(results, baseline)
+    base_label = labels.get(baseline, "the baseline")
     lines = [f"# Pareto table: space `{space.name}`", "",
              f"Hypervolume: top-1 (test) up, MFLOPs down, inside {low:g} to {high:g} MFLOPs above "
-             f"{space.hypervolume_top1_floor:g}% top-1, normalised to that box. Compute: subnet-images "
-             "trained (images x subnets trained per step) by the stages that produced the models (two-stage: "
-             "shared warm-up + training; DSNAS: its runs, plus the warm-up when it starts from it), and images "
-             "evaluated (two-stage: the search; DSNAS: the child's evaluation). Wall-clock times are in each "
-             "stage's timings.json.",
-             "", "| method | hypervolume | models | subnet-images trained | per model | images evaluated |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"{space.hypervolume_top1_floor:g}% top-1, normalised to that box. Compute: subnet-images trained "
+             "(images x subnets trained per step) by the stages that produced the models (two-stage: shared "
+             "warm-up + training; DSNAS: its runs, one per target, plus the warm-up when it starts from it), "
+             f"against the budget of {f'{budget:,}' if budget else 'none (config budget.subnet_images)'}; the "
+             "attentive sampler's candidate-scoring forwards train nothing and are counted apart (images "
+             "scored); images evaluated: two-stage, the search; DSNAS, the child's evaluation. Wall-clock "
+             "times are in each stage's timings.json.", ""]
+    if len(seeds) < 2:
+        lines += [f"One seed ({', '.join(map(str, seeds))}): no spread, interval or test across seeds, so **no "
+                  "ranking of the methods is possible**; give config key `seeds` several values.", ""]
+    else:
+        lines += [f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sample standard deviation, the "
+                  "t-based 95% interval of the mean, and the paired t-test (by seed) of each method against "
+                  f"{base_label}: mean difference and p-value after Holm's correction over the methods "
+                  "compared; * marks a difference significant at 5%, and only those.", ""]
+    lines += [f"| method | seeds | hypervolume | 95% interval | vs {base_label} | distinct models | "
+              "subnet-images trained | of budget | images scored | images evaluated |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r.label} | {r.hypervolume:.4f} | {len(r.models)} | {r.subnet_images_trained:,.0f} | "
-                     f"{r.subnet_images_per_model:,.0f} | {r.images_evaluated:,.0f} |")
-    lines += ["", "| method | model | target MFLOPs | MFLOPs | params (M) | top-1 search (%) | top-1 test (%) |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+        hv = comparison.hypervolume[r.method]
+        lines.append(f"| {r.label} | {len(r.runs)} | {_mean_std(hv, 4)} | {_interval(hv, 4)} | "
+                     f"{_test(comparison.hypervolume_tests.get(r.method), 4)} | "
+                     f"{_mean_std(r.distinct_models, 1)} of {len(r.models)} | {r.subnet_images_trained:,.0f} | "
+                     f"{_budget_share(r.subnet_images_trained, budget)} | {r.images_scored:,.0f} | "
+                     f"{r.images_evaluated:,.0f} |")
+    lines += ["", "Test top-1 (%) of the model chosen at each FLOPs target, over the seeds.", "",
+              f"| method | target MFLOPs | MFLOPs (mean) | top-1 test | 95% interval | vs {base_label} |",
+              "|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        for m in r.models:
-            lines.append(f"| {r.label} | {m.model} | {m.target_mflops:g} | {m.mflops:.3f} | {m.params_m:.3f} | "
-                         f"{m.top1_search:.2f} | {m.top1_test:.2f} |")
+        for target, value in comparison.top1[r.method].items():
+            mflops_mean = np.mean([m.mflops for run in r.runs for m in run.models if m.target_mflops == target])
+            lines.append(f"| {r.label} | {target:g} | {mflops_mean:.3f} | {_mean_std(value, 2)} | "
+                         f"{_interval(value, 2)} | {_test(comparison.top1_tests[r.method].get(target), 2)} |")
+    lines += ["", "Every chosen model; its test top-1 with the Wilson 95% interval over the test images.", "",
+              "| method | seed | model | target MFLOPs | MFLOPs | params (M) | top-1 search (%) | top-1 test (%) | "
+              "95% interval |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        for run in r.runs:
+            for m in run.models:
+                low_ci, high_ci = m.top1_test_interval
+                lines.append(f"| {r.label} | {run.seed} | {m.model} | {m.target_mflops:g} | {m.mflops:.3f} | "
+                             f"{m.params_m:.3f} | {m.top1_search:.2f} | {m.top1_test:.2f} | "
+                             f"[{low_ci:.1f}, {high_ci:.1f}] (n = {m.test_images:,}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,33 +311,74 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def latex_table(results: Sequence[MethodResult]) -> str:
-    lines = [r"\begin{tabular}{llrrrrr}", r"\toprule",
-             r"Method & Model & MFLOPs & Params (M) & Top-1 (\%) & HV & Subnet-images trained \\", r"\midrule"]
+def latex_table(results: Sequence[MethodResult], baseline: str | None = None) -> str:
+    """Per method and target: mean MFLOPs and test top-1 (± std over seeds); hypervolume and compute
+    once per method. A dagger marks a significant difference from the baseline."""
+    comparison = compare(results, baseline)
+
+    def cell(value: Spread, test: PairedTest | None, digits: int) -> str:
+        text = f"{value.mean:.{digits}f}" + ("" if value.std is None else f" $\\pm$ {value.std:.{digits}f}")
+        return text + ("$^\\dagger$" if test is not None and test.significant else "")
+
+    lines = [r"\begin{tabular}{llrrrr}", r"\toprule",
+             r"Method & Target & MFLOPs & Top-1 (\%) & HV & Subnet-images trained \\", r"\midrule"]
     for i, r in enumerate(results):
         if i:
             lines.append(r"\midrule")
-        for j, m in enumerate(r.models):
+        for j, (target, value) in enumerate(comparison.top1[r.method].items()):
             method = _latex_escape(r.label) if j == 0 else ""
-            extra = f"{r.hypervolume:.4f} & {r.subnet_images_trained:.0f}" if j == 0 else " & "
-            lines.append(f"{method} & {_latex_escape(m.model)} & {m.mflops:.3f} & {m.params_m:.3f} & "
-                         f"{m.top1_test:.2f} & {extra} \\\\")
+            mflops_mean = np.mean([m.mflops for run in r.runs for m in run.models if m.target_mflops == target])
+            hv = cell(comparison.hypervolume[r.method], comparison.hypervolume_tests.get(r.method), 4)
+            extra = f"{hv} & {r.subnet_images_trained:.0f}" if j == 0 else " & "
+            lines.append(f"{method} & {target:g} & {mflops_mean:.3f} & "
+                         f"{cell(value, comparison.top1_tests[r.method].get(target), 2)} & {extra} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def _spread_json(value: Spread, digits: int) -> dict[str, Any]:
+    def rounded(x: float | None) -> float | None:
+        return None if x is None else round(x, digits)
+
+    return {"n": value.n, "mean": rounded(value.mean), "std": rounded(value.std), "low95": rounded(value.low),
+            "high95": rounded(value.high)}
+
+
+def _test_json(test: PairedTest | None) -> dict[str, Any] | None:
+    if test is None:
+        return None
+    return {"difference": round(test.difference, 5), "p_value": round(test.p_value, 5),
+            "p_holm": round(test.p_adjusted, 5), "significant": test.significant}
+
+
+def _best_top1(result: MethodResult) -> float:
+    """The best chosen model's test top-1, averaged over the seeds."""
+    return round(float(np.mean([max(m.top1_test for m in run.models) for run in result.runs])), 2)
 
 
 def write_pareto_table(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
     space = SearchSpace.load(config["space"])
     results = collect(config, results_dir)
+    budget = config["budget"]["subnet_images"]
+    baseline = config["baseline"] if "baseline" in config else baseline_method(config)
+    comparison = compare(results, baseline)
     paper = ResultsLayout(results_dir).paper
-    atomic_write_text(paper.table_markdown, markdown_table(results, space))
+    atomic_write_text(paper.table_markdown, markdown_table(results, space, budget, baseline))
     write_csv(paper.table_csv, table_rows(results), fieldnames=TABLE_COLUMNS)
-    atomic_write_text(paper.table_latex, latex_table(results))
+    atomic_write_text(paper.table_latex, latex_table(results, baseline))
     write_json(paper.metrics, {
-        r.method: {"hypervolume": round(r.hypervolume, 5),
-                   "best_top1_test": round(max((m.top1_test for m in r.models), default=0.0), 2),
-                   "models": len(r.models), "subnet_images_trained": int(r.subnet_images_trained),
+        r.method: {"hypervolume": round(r.hypervolume, 5), "best_top1_test": _best_top1(r), "models": len(r.models),
+                   "distinct_models": round(r.distinct_models.mean, 2),
+                   "subnet_images_trained": int(r.subnet_images_trained), "images_scored": int(r.images_scored),
                    "images_evaluated": int(r.images_evaluated)} for r in results})
+    write_json(paper.statistics, {
+        r.method: {"seeds": r.seeds, "hypervolume": _spread_json(comparison.hypervolume[r.method], 5),
+                   "hypervolume_vs_baseline": _test_json(comparison.hypervolume_tests.get(r.method)),
+                   "top1_test": {target_label(t): {**_spread_json(v, 2), "vs_baseline": _test_json(
+                       comparison.top1_tests[r.method].get(t))} for t, v in comparison.top1[r.method].items()},
+                   "distinct_models": _spread_json(r.distinct_models, 2), "budget": budget,
+                   "subnet_images_trained": int(r.subnet_images_trained), "images_scored": int(r.images_scored)}
+        for r in results})
     return results
 
 
@@ -373,10 +574,11 @@ def paper_figures(config: dict[str, Any], results_dir: str | Path) -> dict[str, 
     results = collect(config, results_dir)  # every input is read before the first figure is drawn
     labels = {r.method: r.label for r in results}
     colors = method_colors(list(config["methods"]))
-    sampled = {m: [r for r in read_csv(layout.search(m).evaluated) if r["generation"] == "0"]
+    seed = run_seeds(config)[0]  # the figures show the first seed's runs
+    sampled = {m: [r for r in read_csv(layout.search(m, seed).evaluated) if r["generation"] == "0"]
                for m in config["methods"]}
     predictions = read_csv(layout.predictor.predictions)
-    curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m).metrics)
+    curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m, seed).metrics)
                                                            for m in config["methods"]}
     return {"pareto_fronts": pareto_fronts_figure(results, space, colors),
             "accuracy_by_flops_bin": accuracy_by_bin_figure(sampled, labels, colors),
@@ -393,7 +595,8 @@ def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
     write_csv(paper.fronts_data,
               [{"method": m.method, "model": m.model, "mflops": round(m.mflops, 4), "top1_test": round(m.top1_test, 2)}
                for r in collect(config, results_dir) for m in sorted(r.models, key=lambda m: m.mflops)])
-    curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m).metrics)
+    seed = run_seeds(config)[0]
+    curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m, seed).metrics)
                                                            for m in config["methods"]}
     write_csv(paper.training_curves_data, curve_rows(curves), fieldnames=CURVE_COLUMNS)
 

@@ -1,7 +1,10 @@
 """Pareto search over a trained supernet: evolution under FLOPs constraints, the front and its hypervolume.
 
-The archive keeps the best subnet per equal-width FLOPs bucket, so parents stay spread over the whole
-cost range instead of crowding at the accurate, expensive end. Fitness is top-1 on the search split
+The archive keeps the best subnet per FLOPs bucket (equal-width buckets, split again at every FLOPs
+target), so parents stay spread over the whole cost range instead of crowding at the accurate, expensive
+end. Each generation also draws `gap_children` subnets inside every interval between consecutive targets
+that the front has no member in yet, bred from the archive members on either side: distinct targets then
+get distinct models unless the evaluated front has none between them. Fitness is top-1 on the search split
 (never the test split) from the shared evaluator, and no subnet is evaluated twice. Hypervolume is
 measured in a fixed window per space (`hypervolume` in the space YAML), so fronts of different methods
 and runs compare.
@@ -9,6 +12,7 @@ and runs compare.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,17 +43,21 @@ class Candidate:
 
 
 class ParetoArchive:
-    """The best-top-1 candidate of each of `buckets` equal-width MFLOPs buckets over [low, high]."""
+    """The best-top-1 candidate of each MFLOPs bucket over [low, high]: `buckets` equal-width ones, each
+    split again at the `edges` inside it (the FLOPs targets). A bucket holds (lower edge, upper edge], so
+    a subnet of exactly a target's MFLOPs shares the bucket of the subnets that fit that target."""
 
-    def __init__(self, low: float, high: float, buckets: int):
+    def __init__(self, low: float, high: float, buckets: int, edges: Sequence[float] = ()):
         if not low < high or buckets < 1:
             raise ValueError(f"need low < high and buckets >= 1, got {low}, {high}, {buckets}")
-        self.low, self.high, self.buckets = low, high, buckets
+        self.low, self.high = low, high
+        equal_width = [low + (high - low) * i / buckets for i in range(1, buckets)]
+        self.edges = sorted({*equal_width, *(e for e in edges if low < e < high)})
+        self.buckets = len(self.edges) + 1
         self.best: dict[int, Candidate] = {}
 
     def bucket(self, mflops_value: float) -> int:
-        position = int((mflops_value - self.low) / (self.high - self.low) * self.buckets)
-        return min(max(position, 0), self.buckets - 1)
+        return bisect.bisect_left(self.edges, mflops_value)
 
     def offer(self, candidate: Candidate) -> bool:
         """Keep `candidate` if it beats its bucket's best; True when it was kept."""
@@ -130,11 +138,15 @@ class EvolutionarySearch:
         self.space, self.fitness, self.settings, self.predictor = space, fitness, settings, predictor
         self.rng = random.Random(seed)
         self.low, self.high = flops_range(space)
-        self.archive = ParetoArchive(self.low, self.high, settings["buckets"])
+        self.targets = sorted(t for t in settings["targets_mflops"] if self.low <= t <= self.high)
+        self.archive = ParetoArchive(self.low, self.high, settings["buckets"], self.targets)
         self.evaluated: dict[Subnet, Candidate] = {}
 
-    def _in_range(self, subnet: Subnet) -> bool:
-        return self.low <= mflops(self.space, subnet) <= self.high
+    def _in_range(self, subnet: Subnet, within: tuple[float, float] | None = None) -> bool:
+        """Inside the space's FLOPs range, and inside (lower, upper] when `within` is given."""
+        cost = mflops(self.space, subnet)
+        inside = within is None or within[0] < cost <= within[1]
+        return self.low <= cost <= self.high and inside
 
     def _evaluate(self, subnets: Sequence[Subnet], generation: int) -> None:
         for subnet, top1 in zip(subnets, self.fitness(subnets), strict=True):
@@ -143,11 +155,13 @@ class EvolutionarySearch:
             self.evaluated[subnet] = candidate
             self.archive.offer(candidate)
 
-    def _draw_new(self, draw: Callable[[], Subnet], taken: set[Subnet]) -> Subnet | None:
-        """A draw inside the FLOPs range not evaluated or taken yet, or None after `max_tries` draws."""
+    def _draw_new(self, draw: Callable[[], Subnet], taken: set[Subnet],
+                  within: tuple[float, float] | None = None) -> Subnet | None:
+        """A draw inside the FLOPs range (and `within`) not evaluated or taken yet, or None after
+        `max_tries` draws."""
         for _ in range(self.settings["max_tries"]):
             subnet = draw()
-            if subnet not in self.evaluated and subnet not in taken and self._in_range(subnet):
+            if subnet not in self.evaluated and subnet not in taken and self._in_range(subnet, within):
                 taken.add(subnet)
                 return subnet
         return None
@@ -170,8 +184,38 @@ class EvolutionarySearch:
         first, second = self.rng.sample(members, 2) if len(members) > 1 else (members[0], members[0])
         return self.space.crossover(first.subnet, second.subnet, self.rng)
 
+    def target_gaps(self) -> list[tuple[float, float]]:
+        """The FLOPs intervals (previous target, target] in which the front of the subnets evaluated so far
+        has no member: there the target would repeat a cheaper target's model."""
+        front = [c.mflops for c in pareto_front(self.evaluated.values())]
+        intervals = zip([-np.inf, *self.targets[:-1]], self.targets, strict=True)
+        return [(lower, upper) for lower, upper in intervals if not any(lower < m <= upper for m in front)]
+
+    def _bred_into(self, lower: float, upper: float) -> Subnet:
+        """A child meant for (lower, upper]: a crossover of the archive members nearest below and above
+        the interval (or a mutant of the one side there is), then mutated."""
+        members = self.archive.members
+        below = [m for m in members if m.mflops <= lower]
+        above = [m for m in members if m.mflops > upper]
+        parents = [side(group, key=lambda c: c.mflops).subnet for side, group in ((max, below), (min, above))
+                   if group] or [self.rng.choice(members).subnet]
+        child = self.space.crossover(*parents, self.rng) if len(parents) == 2 else parents[0]
+        return self.space.mutate(child, self.rng, self.settings["mutation_prob"])
+
+    def gap_children(self, taken: set[Subnet]) -> list[Subnet]:
+        """`gap_children` new subnets inside each target gap (fewer where `max_tries` draws find none)."""
+        children = []
+        for lower, upper in self.target_gaps():
+            for _ in range(self.settings["gap_children"]):
+                child = self._draw_new(lambda lower=lower, upper=upper: self._bred_into(lower, upper), taken,
+                                       within=(lower, upper))
+                if child is not None:
+                    children.append(child)
+        return children
+
     def offspring(self) -> list[Subnet]:
-        """One generation's children; with a predictor, the most promising quarter of 4x as many."""
+        """One generation's children: mutants and crossovers (with a predictor, the most promising quarter
+        of 4x as many), then the gap children."""
         factor = PREFILTER_FACTOR if self.predictor is not None else 1
         taken: set[Subnet] = set()
         children = []
@@ -181,10 +225,10 @@ class EvolutionarySearch:
                 child = self._draw_new(draw, taken)
                 if child is not None:
                     children.append(child)
-        if self.predictor is None:
-            return children
-        keep = self.settings["mutations_per_generation"] + self.settings["crossovers_per_generation"]
-        return self._most_promising(children, keep)
+        if self.predictor is not None:
+            keep = self.settings["mutations_per_generation"] + self.settings["crossovers_per_generation"]
+            children = self._most_promising(children, keep)
+        return children + self.gap_children(set(children))
 
     def _most_promising(self, children: list[Subnet], keep: int) -> list[Subnet]:
         """The `keep` children with the largest predicted gain over the archive's best in their bucket.

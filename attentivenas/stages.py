@@ -2,11 +2,12 @@
 
 A stage's settings are the part of the config it uses, in the config's own shape (so the package's
 functions take them as they take a config), with every override resolved: a run's `training` is
-the section overlaid with the run's own keys; a method keeps only the keys its sampler reads; the
-report gets each method's label resolved. Nothing else reaches the stage: the Snakemake rule passes
-them as its `params` (a canonical JSON string, so key order and comments change nothing) and the
-stage's command receives exactly that string. Display-only keys (labels, figure formats) reach only
-the report stages.
+the section overlaid with the run's own keys, a method's steps derived from the budget
+(attentivenas.budget); a per-seed stage's `seed` is its run's; a method keeps only the keys its
+sampler reads; the report gets each method's label, the seeds and the baseline resolved. Nothing
+else reaches the stage: the Snakemake rule passes them as its `params` (a canonical JSON string, so
+key order and comments change nothing) and the stage's command receives exactly that string.
+Display-only keys (labels, figure formats) reach only the report stages.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from attentivenas.config import ConfigError, method_label, method_spec, training_settings
+from attentivenas.budget import dsnas_steps_per_epoch, method_steps_per_epoch
+from attentivenas.config import ConfigError, baseline_method, method_label, method_spec, run_seeds, training_settings
 
 STAGE_COMMANDS = {"prepare_data": "prepare-data", "warmup_supernet": "train",
                   "sample_predictor_subnets": "sample-subnets", "fit_predictor": "fit-predictor",
@@ -25,6 +27,8 @@ STAGE_COMMANDS = {"prepare_data": "prepare-data", "warmup_supernet": "train",
                   "paper_table": "report", "figures": "report", "ablation_plot": "report"}
 """The pipeline's stages, by the name of the Snakemake rule that runs each one, and the command each runs."""
 STAGES = tuple(STAGE_COMMANDS)
+PER_SEED = ("train_supernet", "search_pareto", "dsnas_search")
+"""The stages that run once per seed of config `seeds` (their settings' `seed` is the run's)."""
 PACKAGE = Path(__file__).resolve().parent
 LAUNCHER = "attentivenas.pipeline"
 """The module that launches every job's command (`run_stage`)."""
@@ -37,9 +41,13 @@ def _pick(config: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def _training_run(config: dict[str, Any], run: str) -> dict[str, Any]:
-    """A training run (`warmup` or a method): the network, its resolved recipe, its sampler and validator."""
+    """A training run (`warmup` or a method): the network, its resolved recipe (a method's steps from the
+    budget), its sampler and validator."""
     settings = {**_pick(config, *_NETWORK, "supernet", "evaluation"), "training": training_settings(config, run)}
     if run != "warmup":
+        steps = method_steps_per_epoch(config, run)
+        if steps is not None:
+            settings["training"]["max_steps_per_epoch"] = steps
         spec = method_spec(config, run)
         settings["methods"] = {run: spec}
         if spec["sampler"] == "attentive":
@@ -51,7 +59,9 @@ def _report(config: dict[str, Any], *, formats: bool, specs: bool) -> dict[str, 
     methods = {name: {"label": method_label(config, name), **(method_spec(config, name) if specs else {})}
                for name in config["methods"]}
     dsnas = _pick(config["dsnas"], "enabled", "targets_mflops", "init")
-    settings = {"space": config["space"], "methods": methods, "method_order": list(methods), "dsnas": dsnas}
+    settings = {"space": config["space"], "methods": methods, "method_order": list(methods), "dsnas": dsnas,
+                "seeds": run_seeds(config), "budget": config["budget"],
+                "baseline": baseline_method(config)}
     if formats:
         settings["report"] = _pick(config["report"], "formats")
     return settings
@@ -62,8 +72,19 @@ def training_stage(run: str) -> str:
     return "warmup_supernet" if run == "warmup" else "train_supernet"
 
 
-def stage_settings(config: dict[str, Any], stage: str, method: str | None = None) -> dict[str, Any]:
-    """The resolved settings `stage` reads; `method` names the method of `train_supernet`."""
+def stage_settings(config: dict[str, Any], stage: str, method: str | None = None,
+                   seed: int | None = None) -> dict[str, Any]:
+    """The resolved settings `stage` reads; `method` names the method of `train_supernet`, `seed` the run's
+    seed of a per-seed stage (default: config `seed`)."""
+    settings = _stage_settings(config, stage, method)
+    if seed is not None:
+        if stage not in PER_SEED:
+            raise ValueError(f"stage {stage!r} runs once, not per seed")
+        settings["seed"] = seed
+    return settings
+
+
+def _stage_settings(config: dict[str, Any], stage: str, method: str | None) -> dict[str, Any]:
     if stage == "prepare_data":
         return _pick(config, "space", "data")
     if stage == "warmup_supernet":
@@ -81,6 +102,9 @@ def stage_settings(config: dict[str, Any], stage: str, method: str | None = None
         return _pick(config, *_NETWORK, "evaluation", "search")
     if stage == "dsnas_search":
         dsnas = {k: v for k, v in config["dsnas"].items() if k not in ("enabled", "targets_mflops")}
+        steps = dsnas_steps_per_epoch(config)
+        if steps is not None:
+            dsnas["max_steps_per_epoch"] = steps
         return {**_pick(config, *_NETWORK, "supernet", "evaluation"), "dsnas": dsnas}
     if stage == "paper_table":
         return _report(config, formats=False, specs=False)
@@ -101,12 +125,15 @@ def stage_config_keys(config: dict[str, Any], stage: str) -> list[str]:
     """The config keys (dotted paths) a stage's settings derive from, over all its jobs: what a tool
     that sees only the config file (DVC) must watch. A key not in the config here is a default."""
     network = [*_NETWORK, "supernet", "evaluation"]
+    seeds = ["seeds"] if config["seeds"] else ["seed", "seeds"]  # `seed` stands in for a missing seed list
+    per_seed = [*(key for key in _NETWORK if key != "seed"), *seeds]
+    budgeted = ["budget", "warmup"]  # the warm-up's steps count against the budget
     if stage == "prepare_data":
         return ["space", "data"]
     if stage == "warmup_supernet":
         return [*network, "training", "warmup"]
     if stage == "train_supernet":
-        keys = [*network, "training", "sampler"]
+        keys = [*per_seed, "supernet", "evaluation", "training", "sampler", *budgeted]
         for method in config["methods"]:
             keys += _method_keys(method, label=False, spec=True, training=True)
         return keys
@@ -115,12 +142,12 @@ def stage_config_keys(config: dict[str, Any], stage: str) -> list[str]:
     if stage == "fit_predictor":
         return ["seed", "space", *(f"predictor.{key}" for key in config["predictor"] if key != "num_subnets")]
     if stage == "search_pareto":
-        return [*_NETWORK, "evaluation", "search"]
+        return [*per_seed, "evaluation", "search"]
     if stage == "dsnas_search":
-        dsnas = [f"dsnas.{key}" for key in config["dsnas"] if key not in ("enabled", "targets_mflops")]
-        return [*_NETWORK, "supernet", "evaluation", *dsnas]
+        dsnas = [f"dsnas.{key}" for key in config["dsnas"] if key != "enabled"]
+        return [*per_seed, "supernet", "evaluation", *dsnas, "training", *budgeted]
     if stage in ("paper_table", "figures", "ablation_plot"):
-        keys = ["space", "dsnas.enabled", "dsnas.targets_mflops", "dsnas.init"]
+        keys = ["space", "dsnas.enabled", "dsnas.targets_mflops", "dsnas.init", *seeds, "budget"]
         for method in config["methods"]:
             keys += _method_keys(method, label=True, spec=True, training=False)
         return keys + (["report.formats"] if stage != "paper_table" else [])
@@ -132,8 +159,9 @@ def canonical(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
-def stage_settings_json(config: dict[str, Any], stage: str, method: str | None = None) -> str:
-    return canonical(stage_settings(config, stage, method))
+def stage_settings_json(config: dict[str, Any], stage: str, method: str | None = None,
+                        seed: int | None = None) -> str:
+    return canonical(stage_settings(config, stage, method, seed))
 
 
 def parse_settings(text: str, stage: str) -> dict[str, Any]:

@@ -3,9 +3,15 @@
 
 
 def settings(stage):
-    """A rule's `settings` parameter: its stage's settings, per method where the rule has one."""
+    """A rule's `settings` parameter: its stage's settings, per method and seed where the rule has them."""
     if stage == "train_supernet":
-        return lambda wildcards: stage_settings_json(config, stage, wildcards.method)
+        return lambda wildcards: stage_settings_json(
+            config, stage, wildcards.method, int(wildcards.seed)
+        )
+    if stage in PER_SEED:
+        return lambda wildcards: stage_settings_json(
+            config, stage, seed=int(wildcards.seed)
+        )
     return stage_settings_json(config, stage)
 
 
@@ -32,7 +38,7 @@ def method_inputs(wildcards):
 def search_inputs(wildcards):
     inputs = {
         "checkpoint": rules.train_supernet.output.checkpoint.format(
-            method=wildcards.method
+            method=wildcards.method, seed=wildcards.seed
         )
     }
     if config["search"]["predictor_prefilter"]:
@@ -47,13 +53,20 @@ def dsnas_inputs(wildcards):
     return inputs
 
 
+def per_seed(pattern, **wildcards):
+    """A per-seed rule's output for every seed (and every value of the other wildcards given)."""
+    return expand(pattern, seed=SEEDS, **wildcards)
+
+
 def paper_inputs(wildcards):
+    search, training = rules.search_pareto.output, rules.train_supernet.output
     return {
-        "chosen": expand(rules.search_pareto.output.chosen, method=METHODS),
-        "hypervolume": expand(rules.search_pareto.output.hypervolume, method=METHODS),
-        "front": expand(rules.search_pareto.output.front, method=METHODS),
-        "search": expand(rules.search_pareto.output.summary, method=METHODS),
-        "training": expand(rules.train_supernet.output.summary, method=METHODS),
+        "chosen": per_seed(search.chosen, method=METHODS),
+        "hypervolume": per_seed(search.hypervolume, method=METHODS),
+        "front": per_seed(search.front, method=METHODS),
+        "search": per_seed(search.summary, method=METHODS),
+        "training": per_seed(training.summary, method=METHODS),
         "warmup": rules.warmup_supernet.output.summary,
-        "dsnas": expand(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
+        "data": rules.prepare_data.output.summary,
+        "dsnas": per_seed(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
     }

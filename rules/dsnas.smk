@@ -1,5 +1,5 @@
-# Milestone `dsnas`: the one-stage baseline, one search-and-train run per FLOPs target.
-DSNAS_RUN = LAYOUT.dsnas("{target}")
+# Milestone `dsnas`: the one-stage baseline, one search-and-train run per FLOPs target and seed.
+DSNAS_RUN = LAYOUT.dsnas("{target}", "{seed}")
 
 
 rule dsnas_search:
@@ -13,9 +13,9 @@ rule dsnas_search:
         metrics=str(DSNAS_RUN.metrics),
         checkpoint=str(DSNAS_RUN.checkpoint),
     log:
-        str(LAYOUT.log("dsnas_search", "{target}")),
+        str(LAYOUT.log("dsnas_search", "{target}", "{seed}")),
     benchmark:
-        str(LAYOUT.benchmark("dsnas_search", "{target}"))
+        str(LAYOUT.benchmark("dsnas_search", "{target}", "{seed}"))
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -31,4 +31,4 @@ rule dsnas_search:
 
 rule dsnas:
     input:
-        expand(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
+        per_seed(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),

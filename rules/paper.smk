@@ -13,6 +13,7 @@ rule paper_table:
         csv=str(PAPER.table_csv),
         latex=str(PAPER.table_latex),
         metrics=str(PAPER.metrics),
+        statistics=str(PAPER.statistics),
     log:
         str(LAYOUT.log("paper_table")),
     conda:
@@ -31,9 +32,9 @@ rule figures:
         unpack(paper_inputs),
         code=stage_code("figures"),
         space=SPACE_FILE,
-        evaluated=expand(rules.search_pareto.output.evaluated, method=METHODS),
+        evaluated=per_seed(rules.search_pareto.output.evaluated, method=METHODS),
         warmup_metrics=rules.warmup_supernet.output.metrics,
-        metrics=expand(rules.train_supernet.output.metrics, method=METHODS),
+        metrics=per_seed(rules.train_supernet.output.metrics, method=METHODS),
         predictions=rules.fit_predictor.output.predictions,
         predictor_metrics=rules.fit_predictor.output.metrics,
     output:

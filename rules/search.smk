@@ -1,7 +1,7 @@
-# Milestone `search`: evolutionary Pareto search in each method's supernet (fitness on the search
+# Milestone `search`: evolutionary Pareto search in each method's supernet of each seed (fitness on the search
 # split), the chosen A0..A6-style models evaluated once on test. The search's first generation is
 # uniform subnets drawn with the same seed for every method: the per-FLOPs-bin accuracy plots use it.
-SEARCH_RUN = LAYOUT.search("{method}")
+SEARCH_RUN = LAYOUT.search("{method}", "{seed}")
 
 
 rule search_pareto:
@@ -16,9 +16,9 @@ rule search_pareto:
         hypervolume=str(SEARCH_RUN.hypervolume),
         summary=str(SEARCH_RUN.summary),
     log:
-        str(LAYOUT.log("search_pareto", "{method}")),
+        str(LAYOUT.log("search_pareto", "{method}", "{seed}")),
     benchmark:
-        str(LAYOUT.benchmark("search_pareto", "{method}"))
+        str(LAYOUT.benchmark("search_pareto", "{method}", "{seed}"))
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -33,4 +33,4 @@ rule search_pareto:
 
 rule search:
     input:
-        expand(rules.search_pareto.output.chosen, method=METHODS),
+        per_seed(rules.search_pareto.output.chosen, method=METHODS),

@@ -1,6 +1,6 @@
-# Milestone `supernet`: one two-stage training run per configured method (uniform = BigNAS;
+# Milestone `supernet`: one two-stage training run per configured method and seed (uniform = BigNAS;
 # attentive BestUp/WorstUp with the loss or the predictor estimator = AttentiveNAS).
-TRAINING_RUN = LAYOUT.supernet("{method}")
+TRAINING_RUN = LAYOUT.supernet("{method}", "{seed}")
 
 
 rule train_supernet:
@@ -14,9 +14,9 @@ rule train_supernet:
         epochs=str(TRAINING_RUN.epochs),
         metrics=str(TRAINING_RUN.metrics),
     log:
-        str(LAYOUT.log("train_supernet", "{method}")),
+        str(LAYOUT.log("train_supernet", "{method}", "{seed}")),
     benchmark:
-        str(LAYOUT.benchmark("train_supernet", "{method}"))
+        str(LAYOUT.benchmark("train_supernet", "{method}", "{seed}"))
     conda:
         "../environment.yml"
     threads: workflow.cores
@@ -32,4 +32,4 @@ rule train_supernet:
 
 rule supernet:
     input:
-        expand(rules.train_supernet.output.checkpoint, method=METHODS),
+        per_seed(rules.train_supernet.output.checkpoint, method=METHODS),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import functools
 import json
 import os
@@ -274,6 +275,14 @@ def test_tiny_pipeline_end_to_end_with_dvc_repro(tiny_project):
     for method in tiny["methods"]:
         assert method in paper.table_csv.read_text()
     assert "DSNAS" in table
+    metrics = json.loads(paper.statistics.read_text())
+    budget = tiny["budget"]["subnet_images"]
+    for method in [*tiny["methods"], "dsnas"]:
+        assert metrics[method]["seeds"] == tiny["seeds"] == [0, 1]
+        used = metrics[method]["subnet_images_trained"]
+        assert abs(used - budget) <= 0.05 * budget, f"{method} trained {used} subnet-images of {budget}"
+        assert metrics[method]["hypervolume"]["n"] == 2 and metrics[method]["hypervolume"]["low95"] is not None
+    assert metrics["attentive_bestup_loss"]["images_scored"] > 0 == metrics["bignas"]["images_scored"]
     for figure in FIGURES:
         assert paper.figure(figure, "png").stat().st_size > 1000
     for ablation in ABLATIONS:
@@ -297,8 +306,10 @@ EVERYTHING = {"prepare_data"}
 TRAINED = {"warmup_supernet", "train_supernet", "dsnas_search"}
 EVALUATED = TRAINED | {"sample_predictor_subnets", "search_pareto"}
 REPORT = {"paper_table", "figures", "ablation_plot"}
-ATTENTIVE = "train_supernet[attentive_bestup_loss,attentive_worstup_loss,attentive_bestup_predictor]"
+ATTENTIVE = "train_supernet[attentive_bestup_loss,*|attentive_worstup_loss,*|attentive_bestup_predictor,*]"
 METHOD = "attentive_bestup_loss"
+TINY_METHODS = ("bignas", "attentive_bestup_loss", "attentive_worstup_loss", "attentive_bestup_predictor")
+NEW_SEED = 2  # the tiny config's seeds are 0 and 1
 WARMUP_KEY = "epochs"  # the representative key of `warmup` and of a method's `training` (the same schema)
 
 STAGES_OF_KEY = {
@@ -315,35 +326,44 @@ STAGES_OF_KEY = {
                                                           "random_resized_crop", "autoaugment")},
     "supernet.dropout": TRAINED,
     "supernet.drop_connect": TRAINED,
+    "seeds": {f"train_supernet[{'|'.join(f'{m},{NEW_SEED}' for m in TINY_METHODS)}]",
+              f"search_pareto[{'|'.join(f'{m},{NEW_SEED}' for m in TINY_METHODS)}]",
+              f"dsnas_search[1,{NEW_SEED}|2.5,{NEW_SEED}]"} | REPORT,  # new runs; the others stay
+    "budget.subnet_images": {"train_supernet", "dsnas_search"} | REPORT,
+    "training.epochs": {"train_supernet"},  # the tiny warm-up sets its own epochs and steps
+    "training.max_steps_per_epoch": set(),  # the budget sets the methods'
     **{f"training.{key}": {"warmup_supernet", "train_supernet"} for key in (
-        "epochs", "max_steps_per_epoch", "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
+        "batch_size", "num_arch_training", "lr", "lr_scaling", "momentum",
         "nesterov", "weight_decay", "warmup_epochs", "warmup_start_factor", "label_smoothing", "grad_clip_value",
         "bn_momentum", "checkpoint_every_steps", "log_every_steps", "validate_images", "processes", "precision",
         "sync_batchnorm", "distillation", "distillation_weight", "distillation_ramp_steps", "middle_loss_weight")},
     "training.init": {"train_supernet"},  # the tiny warm-up sets its own init
     **{f"sampler.{key}": {ATTENTIVE} for key in ("table_size", "prior", "max_tries", "score_images")},
     f"warmup.{WARMUP_KEY}": {"warmup_supernet"},
-    **{f"methods.*.{key}": {f"train_supernet[{METHOD}]"} | REPORT for key in ("mode", "k")},  # they make the label
-    "methods.*.sampler": {f"train_supernet[{METHOD}]"} | REPORT,
-    "methods.*.estimator": {f"train_supernet[{METHOD}]"} | REPORT,
+    **{f"methods.*.{key}": {f"train_supernet[{METHOD},*]"} | REPORT for key in ("mode", "k")},  # make the label
+    "methods.*.sampler": {f"train_supernet[{METHOD},*]"} | REPORT,
+    "methods.*.estimator": {f"train_supernet[{METHOD},*]"} | REPORT,
     "methods.*.label": REPORT,
-    f"methods.*.training.{WARMUP_KEY}": {f"train_supernet[{METHOD}]"},
+    f"methods.*.training.{WARMUP_KEY}": {f"train_supernet[{METHOD},*]"},
     **{f"evaluation.{key}": EVALUATED for key in ("calibration_images", "calibration_batch_size", "batch_size")},
     "predictor.num_subnets": {"sample_predictor_subnets"},
     **{f"predictor.{key}": {"fit_predictor"} for key in ("holdout_fraction", "model", "params", "flops_bins")},
     **{f"search.{key}": {"search_pareto"} for key in (
         "population", "generations", "mutations_per_generation", "crossovers_per_generation", "mutation_prob",
-        "buckets", "max_tries", "predictor_prefilter", "targets_mflops")},
+        "buckets", "gap_children", "max_tries", "predictor_prefilter", "targets_mflops")},
     "dsnas.enabled": REPORT,  # the DSNAS jobs leave the DAG; the report drops them
-    "dsnas.targets_mflops": {"dsnas_search[2]"} | REPORT,  # 2.5 -> 2: one new run
+    "dsnas.targets_mflops": {"dsnas_search[2,0|2,1]"} | REPORT,  # 2.5 -> 2: one new run per seed
     "dsnas.init": {"dsnas_search"} | REPORT,  # the report adds the warm-up's compute to DSNAS
+    "dsnas.max_steps_per_epoch": set(),  # the budget sets it
     **{f"dsnas.{key}": {"dsnas_search"} for key in (
-        "epochs", "max_steps_per_epoch", "batch_size", "lr", "lr_scaling", "momentum", "nesterov", "weight_decay",
+        "epochs", "batch_size", "lr", "lr_scaling", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "arch_lr", "arch_betas", "fix_margin", "flops_penalty", "warmup_epochs",
         "checkpoint_every_steps", "flops_penalty_kind", "child_epochs", "regularize")},
     "report.formats": {"figures", "ablation_plot"},
 }
 NEW_VALUES = {  # keys whose next valid value the schema alone cannot give
+    "seeds": [0, NEW_SEED],
+    "budget.subnet_images": 1056,  # one the methods and DSNAS meet in whole steps
     "space": "fmnist-copy.yaml",
     "results_dir": "results/other",
     "data.source": "data/fashion-mnist/fmnist-10k-2k.npz",
@@ -403,15 +423,20 @@ def new_value(key: str, old):
 
 
 def _expand(workdir: Path, stages: set[str]) -> set[str]:
-    """Stage names to job names: `stage` means each of its jobs, `stage[a,b]` the jobs named."""
+    """Stage names to job names: `stage` means each of its jobs; `stage[a,0|b,*]` the jobs whose wildcard
+    values (comma-joined) are named, where `*` matches any existing job's."""
     all_jobs = job_graph(workdir)[0]
     jobs = set()
     for stage in stages:
         name, _, wildcards = stage.partition("[")
-        if wildcards:
-            jobs |= {f"{name}[{w}]" for w in wildcards.rstrip("]").split(",")}
-        else:
+        if not wildcards:
             jobs |= {j for j in all_jobs if j.split("[")[0] == name}
+        for values in filter(None, wildcards.rstrip("]").split("|")):
+            if "*" in values:
+                jobs |= {j for j in all_jobs if j.split("[")[0] == name
+                         and fnmatch.fnmatchcase(j.partition("[")[2].rstrip("]"), values)}
+            else:
+                jobs.add(f"{name}[{values}]")
     return jobs
 
 
@@ -490,7 +515,8 @@ def test_editing_package_code_reruns_the_stages_that_import_it(tiny_project):
 
 
 DVC_STAGES_OF_KEY = {
-    "seed": {"predictor", "supernet", "search", "dsnas"},
+    "seed": {"predictor"},  # the tiny config lists its seeds: `seed` seeds the warm-up and predictor
+    "seeds": {"supernet", "search", "dsnas", "paper"},
     "supernet.dropout": {"predictor", "supernet", "dsnas"},
     "resolution_mode": {"predictor", "supernet", "search", "dsnas"},
     "report.formats": {"paper"},  # display only (the tiny config spells no label, so DVC watches none)
@@ -509,7 +535,8 @@ def test_dvc_status_sees_exactly_the_stages_a_key_belongs_to(tiny_project):
     work = tiny_project
     config_file = work / "config" / "config.yaml"
     original = config_file.read_text()
-    changes = {"seed": 1, "supernet.dropout": 0.1, "resolution_mode": "crop", "report.formats": ["png"]}
+    changes = {"seed": 1, "seeds": [0, 2], "supernet.dropout": 0.1, "resolution_mode": "crop",
+               "report.formats": ["png"]}
     try:
         for key, value in changes.items():
             changed = yaml.safe_load(original)

@@ -30,6 +30,11 @@ CHOSEN = {"bignas": [(1.0, 0.9, 71.0), (3.0, 2.5, 74.0)],
           "bestup_predictor": [(1.0, 1.0, 71.5), (3.0, 3.0, 74.5)],
           "bestup_loss_k2": [(1.0, 0.85, 71.2), (3.0, 2.7, 74.2)]}
 WARMUP_STEPS, METHOD_STEPS, SAMPLED = 40, 25, 18
+SEEDS = [0, 1, 2]
+SEED_SHIFT = [0.0, 1.0, -1.0]  # every method's runs move together from seed to seed
+PLANTED = {"bignas": [0.0, 0.0, 0.0], "bestup_loss": [3.0, 3.1, 2.9], "bestup_loss_k5": [2.0, -2.5, 0.4],
+           "bestup_predictor": [0.0, 0.0, 0.0], "bestup_loss_k2": [0.5, -0.5, 0.0]}
+"""Top-1 added to BigNAS's at every target per seed: one clearly better method, others noisy or equal."""
 
 
 def _loss_rows(steps: int, start: float) -> list[dict]:
@@ -38,32 +43,53 @@ def _loss_rows(steps: int, start: float) -> list[dict]:
             for step in range(1, steps + 1)]
 
 
-@pytest.fixture
-def results(tmp_path, tiny_config_dict):
-    config = validate_config({**tiny_config_dict, "methods": METHODS,
-                              "training": {"init": "warmup"},
-                              "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})
-    layout = ResultsLayout(tmp_path)
+def write_results(root, seeds, planted):
+    """A results folder: every method's runs at `seeds`, each method's top-1 its own (`planted` None) or
+    BigNAS's plus the planted difference."""
+    layout = ResultsLayout(root)
     write_json(layout.warmup.summary, {"subnet_images_trained": 1000})
-    for i, (method, models) in enumerate(CHOSEN.items()):
-        write_csv(layout.search(method).chosen,
-                  [{"name": f"a{j}", "target": t, "subnet": "{}", "mflops": m, "params_m": 0.1, "top1_search": top1,
-                    "top1_test": top1} for j, (t, m, top1) in enumerate(models)])
-        write_json(layout.search(method).summary, {"images_processed": 10})
-        write_json(layout.supernet(method).summary,
-                   {"subnet_images_trained": 2000 + i})
-        write_csv(layout.search(method).evaluated,
-                  [{"generation": 0, "mflops": 0.4 + (k * 7 % SAMPLED) / 4, "top1_search": 60 + k % 5 + i}
-                   for k in range(SAMPLED)] + [{"generation": 1, "mflops": 9.0, "top1_search": 80}])
-        write_csv(layout.supernet(method).metrics, _loss_rows(METHOD_STEPS, 1.2 + i / 20))
+    write_json(layout.data_summary, {"test": {"images": 2000}})
     write_csv(layout.warmup.metrics, _loss_rows(WARMUP_STEPS, 2.3))
+    for i, method in enumerate(CHOSEN):
+        for seed in seeds:
+            shift = SEED_SHIFT[seed] + planted[method][seed] if planted else 0.0
+            models = CHOSEN["bignas" if planted else method]
+            search, training = layout.search(method, seed), layout.supernet(method, seed)
+            write_csv(search.chosen,
+                      [{"name": f"a{j}", "target": t, "subnet": f"{method}-{j}", "mflops": m, "params_m": 0.1,
+                        "top1_search": top1, "top1_test": top1 + shift} for j, (t, m, top1) in enumerate(models)])
+            write_json(search.summary, {"images_processed": 10})
+            write_json(training.summary,
+                       {"subnet_images_trained": 2000 + i, "sampler_stats": {"images_scored": 64 * i}})
+            write_csv(search.evaluated,
+                      [{"generation": 0, "mflops": 0.4 + (k * 7 % SAMPLED) / 4, "top1_search": 60 + k % 5 + i}
+                       for k in range(SAMPLED)] + [{"generation": 1, "mflops": 9.0, "top1_search": 80}])
+            write_csv(training.metrics, _loss_rows(METHOD_STEPS, 1.2 + i / 20))
     for target, top1 in ((1.0, 70.0), (2.5, 73.0)):
-        write_json(layout.dsnas(target_label(target)).summary,
-                   {"mflops": target * 0.9, "params_m": 0.2, "top1_search": top1, "top1_test": top1,
-                    "subnet_images_trained": 500, "evaluation_images": 30})
+        for seed in seeds:
+            write_json(layout.dsnas(target_label(target), seed).summary,
+                       {"mflops": target * 0.9, "params_m": 0.2, "top1_search": top1, "top1_test": top1,
+                        "subnet_images_trained": 500, "evaluation_images": 30, "child": {"target": target}})
     write_csv(layout.predictor.predictions,
               [{"mflops": k, "true": 60 + k, "predicted": 61 + k % 3} for k in range(8)])
-    return config, tmp_path
+
+
+def make_config(tiny_config_dict, seeds):
+    return validate_config({**tiny_config_dict, "methods": METHODS, "seeds": seeds,
+                            "training": {"init": "warmup"}, "budget": {"subnet_images": 3000},
+                            "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})
+
+
+@pytest.fixture
+def results(tmp_path, tiny_config_dict):
+    write_results(tmp_path, [0], None)
+    return make_config(tiny_config_dict, [0]), tmp_path
+
+
+@pytest.fixture
+def planted(tmp_path, tiny_config_dict):
+    write_results(tmp_path, SEEDS, PLANTED)
+    return make_config(tiny_config_dict, SEEDS), tmp_path
 
 
 def test_collect_reads_every_method_and_counts_compute(results):
@@ -72,11 +98,13 @@ def test_collect_reads_every_method_and_counts_compute(results):
     assert list(collected) == [*METHODS, "dsnas"]
     assert collected["bignas"].subnet_images_trained == 1000 + 2000
     assert collected["bestup_loss"].subnet_images_trained == 1000 + 2001
+    assert collected["bestup_loss"].images_scored == 64, "scoring forwards are counted apart from training"
     assert collected["bignas"].images_evaluated == 10
     assert collected["dsnas"].subnet_images_trained == 1000 + 2 * 500, "DSNAS from the warm-up pays for it"
-    assert collected["dsnas"].subnet_images_per_model == 1000 and collected["dsnas"].images_evaluated == 60
+    assert collected["dsnas"].images_evaluated == 60
     assert collected["bestup_predictor"].label == "BestUp & predictor"
     assert collected["bestup_loss"].label == "AttentiveNAS bestup-3 (loss)"
+    assert collected["bignas"].distinct_models.mean == 2
 
 
 def test_pareto_table_in_three_formats_with_hand_computed_hypervolume(results):
@@ -88,16 +116,56 @@ def test_pareto_table_in_three_formats_with_hand_computed_hypervolume(results):
     # bignas: (0.9, 71) then (2.5, 74) up to the window's right edge
     area = (2.5 - 0.9) * (71 - floor) + (high - 2.5) * (74 - floor)
     expected = area / ((high - low) * (100 - floor))
-    metrics = read_json(ResultsLayout(root).paper.metrics)
-    assert metrics["bignas"]["hypervolume"] == pytest.approx(expected, abs=1e-5)
-    assert metrics["bestup_loss"]["best_top1_test"] == 75.0
+    metrics = read_json(ResultsLayout(root).paper.statistics)
+    assert metrics["bignas"]["hypervolume"]["mean"] == pytest.approx(expected, abs=1e-5)
+    assert metrics["bignas"]["hypervolume"]["std"] is None and metrics["bestup_loss"]["hypervolume_vs_baseline"] is None
+    assert metrics["bignas"]["budget"] == 3000
+    numbers = read_json(ResultsLayout(root).paper.metrics)
+    assert numbers["bestup_loss"]["best_top1_test"] == 75.0 and numbers["bignas"]["distinct_models"] == 2
+    assert numbers["bignas"]["hypervolume"] == pytest.approx(expected, abs=1e-5)
     rows = read_csv(ResultsLayout(root).paper.table_csv)
     assert len(rows) == 2 * len(METHODS) + 2 and rows[-1]["method"] == "dsnas"
     assert list(rows[0]) == reporting.TABLE_COLUMNS
+    assert (float(rows[0]["top1_test_low95"]), float(rows[0]["top1_test_high95"])) == pytest.approx(
+        (69.0, 72.9), abs=0.1), "the Wilson interval of 71% on 2,000 images"
     markdown = ResultsLayout(root).paper.table_markdown.read_text()
-    assert "| BestUp & predictor | a1 | 3 | 3.000 |" in markdown and "DSNAS (one-stage)" in markdown
+    assert "| BestUp & predictor | 0 | a1 | 3 | 3.000 |" in markdown and "DSNAS (one-stage)" in markdown
+    assert "no ranking of the methods is possible" in markdown and " * |" not in markdown
+    assert "| 100.0% |" in markdown and "(!)" in markdown, "3,001 of 3,000 is on budget; DSNAS's 2,000 is not"
     latex = ResultsLayout(root).paper.table_latex.read_text()
     assert latex.count(r"\midrule") == len(METHODS) + 1 and r"BestUp \& predictor" in latex
+
+
+def test_planted_seeds_mark_only_the_clearly_better_method_significant(planted):
+    config, root = planted
+    reporting.write_pareto_table(config, root)
+    metrics = read_json(ResultsLayout(root).paper.statistics)
+    assert metrics["bignas"]["seeds"] == SEEDS and metrics["bignas"]["hypervolume"]["n"] == 3
+    assert metrics["bignas"]["hypervolume_vs_baseline"] is None
+    clear, noisy, equal = (metrics[m] for m in ("bestup_loss", "bestup_loss_k5", "bestup_predictor"))
+    assert clear["hypervolume_vs_baseline"]["significant"] and clear["hypervolume_vs_baseline"]["difference"] > 0
+    assert not noisy["hypervolume_vs_baseline"]["significant"]
+    assert equal["hypervolume_vs_baseline"]["p_value"] == 1.0
+    for target in ("1", "3"):
+        assert clear["top1_test"][target]["vs_baseline"]["significant"]
+        assert clear["top1_test"][target]["vs_baseline"]["difference"] == pytest.approx(3.0)
+        assert not noisy["top1_test"][target]["vs_baseline"]["significant"]
+        low, high = metrics["bignas"]["top1_test"][target]["low95"], metrics["bignas"]["top1_test"][target]["high95"]
+        assert low < metrics["bignas"]["top1_test"][target]["mean"] < high
+    assert "vs_baseline" in metrics["dsnas"]["top1_test"]["1"] and "2.5" in metrics["dsnas"]["top1_test"]
+    assert metrics["dsnas"]["top1_test"]["2.5"]["vs_baseline"] is None, "BigNAS has no model at 2.5 MFLOPs"
+    markdown = ResultsLayout(root).paper.table_markdown.read_text()
+    assert "Over 3 seeds (0, 1, 2)" in markdown and "no ranking" not in markdown
+    marked = [line for line in markdown.splitlines() if line.endswith(" * |") or " * | " in line]
+    assert marked and all(line.startswith("| AttentiveNAS bestup-3 (loss) |") for line in marked)
+    assert r"$^\dagger$" in ResultsLayout(root).paper.table_latex.read_text()
+
+
+def test_a_single_noisy_seed_pair_is_not_significant(tmp_path, tiny_config_dict):
+    write_results(tmp_path, [0, 1], {**PLANTED, "bestup_loss": [3.0, -1.0, 0.0]})
+    reporting.write_pareto_table(make_config(tiny_config_dict, [0, 1]), tmp_path)
+    metrics = read_json(ResultsLayout(tmp_path).paper.statistics)
+    assert not any(test["vs_baseline"]["significant"] for test in metrics["bestup_loss"]["top1_test"].values())
 
 
 def test_figures_and_their_plot_data(results):

@@ -29,7 +29,7 @@ from attentivenas.supernet import Supernet
 
 SETTINGS = {"population": 6, "generations": 3, "mutations_per_generation": 4, "crossovers_per_generation": 3,
             "mutation_prob": 0.3, "buckets": 4, "max_tries": 50, "predictor_prefilter": False,
-            "targets_mflops": [1.0, 3.0]}
+            "targets_mflops": [1.0, 3.0], "gap_children": 0}
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +129,16 @@ def test_pareto_front_keeps_non_dominated_points():
 
 def test_archive_keeps_best_per_equal_width_bucket():
     archive = ParetoArchive(0.0, 4.0, buckets=4)
-    assert [archive.bucket(m) for m in (0.0, 0.99, 1.0, 3.5, 4.0)] == [0, 0, 1, 3, 3]
+    assert [archive.bucket(m) for m in (0.0, 0.99, 1.0, 1.01, 3.5, 4.0)] == [0, 0, 0, 1, 3, 3]
     assert archive.offer(_point(0.5, 70)) and not archive.offer(_point(0.6, 69))
     assert archive.offer(_point(0.7, 75)) and archive.offer(_point(3.9, 60))
     assert [(c.mflops, c.top1) for c in archive.members] == [(0.7, 75), (3.9, 60)]
+
+
+def test_archive_buckets_split_at_the_targets():
+    archive = ParetoArchive(0.0, 4.0, buckets=2, edges=[0.5, 2.0, 3.0, 9.0])
+    assert archive.edges == [0.5, 2.0, 3.0] and archive.buckets == 4
+    assert [archive.bucket(m) for m in (0.5, 0.6, 2.0, 2.5, 3.5)] == [0, 1, 1, 2, 3], "a target's fits are below it"
 
 
 def test_choose_at_targets_takes_best_under_each_target():
@@ -178,6 +184,36 @@ def test_offspring_holds_only_subnets_not_evaluated_yet(space):
     search._evaluate(search.initial_population(), generation=0)
     # with no gene re-drawn, every mutant equals its parent, which is already evaluated: none is new
     assert search.offspring() == []
+
+
+TARGETS = [0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 5.5]  # the default config's
+
+
+def _distinct_chosen(candidates) -> int:
+    return len({c.subnet for _, _, c in choose_at_targets(candidates, TARGETS)})
+
+
+def test_gap_children_are_bred_into_the_target_intervals_the_front_misses(space):
+    settings = {**SETTINGS, "population": 2, "targets_mflops": TARGETS, "gap_children": 2}
+    search = EvolutionarySearch(space, _fitness(space, []), settings, seed=0)
+    search._evaluate(search.initial_population(), generation=0)
+    gaps = search.target_gaps()
+    assert len(gaps) >= 3, "min, max and two uniform subnets leave most target intervals empty"
+    front = pareto_front(search.evaluated.values())
+    assert not any(lower < c.mflops <= upper for c in front for lower, upper in gaps)
+    children = search.gap_children(set())
+    assert len(set(children)) == len(children) and not set(children) & set(search.evaluated)
+    inside = [sum(lower < mflops(space, c) <= upper for c in children) for lower, upper in gaps]
+    assert all(n <= 2 for n in inside) and sum(inside) == len(children) >= len(gaps)
+
+
+def test_gap_children_give_distinct_targets_distinct_models(space):
+    settings = {**SETTINGS, "population": 8, "generations": 2, "targets_mflops": TARGETS}
+    without = EvolutionarySearch(space, _fitness(space, []), settings, seed=0).run(progress=False)
+    search = EvolutionarySearch(space, _fitness(space, []), {**settings, "gap_children": 2}, seed=0)
+    with_gaps = search.run(progress=False)
+    assert _distinct_chosen(without) < _distinct_chosen(with_gaps) == len(TARGETS)
+    assert search.target_gaps() == []
 
 
 class _CheapFirst:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attentivenas import stages
-from attentivenas.config import ConfigError, validate_config
+from attentivenas.config import ConfigError, run_seeds, validate_config
 from attentivenas.stages import (
     STAGES,
     parse_settings,
@@ -31,19 +31,22 @@ def config(tiny_config_dict):
                             "dsnas": {"targets_mflops": [1.0, 2.5]}})
 
 
-def all_settings(config: dict) -> dict[tuple[str, str | None], str]:
+def all_settings(config: dict) -> dict[tuple[str, str | None, int | None], str]:
+    """Every job's settings, by stage, method and seed (the pipeline's wildcards)."""
     jobs = {}
     for stage in STAGES:
         for method in (config["methods"] if stage == "train_supernet" else [None]):
-            jobs[stage, method] = stage_settings_json(config, stage, method)
+            for seed in (run_seeds(config) if stage in stages.PER_SEED else [None]):
+                jobs[stage, method, seed] = stage_settings_json(config, stage, method, seed)
     return jobs
 
 
 def changed_jobs(config: dict, change) -> set[tuple[str, str | None]]:
+    """The (stage, method) of every job whose settings `change` alters or whose run it removes."""
     changed = copy.deepcopy(config)
     change(changed)
     before, after = all_settings(config), all_settings(validate_config(changed))
-    return {job for job in before if before[job] != after[job]}
+    return {job[:2] for job in before if before[job] != after.get(job)}
 
 
 def reversed_keys(value, key: str = ""):
@@ -79,7 +82,10 @@ def test_figure_formats_reach_only_the_figures(config):
 def test_seed_supernet_and_resolution_reach_every_stage_that_uses_them(config):
     trained = {"warmup_supernet", "train_supernet", "dsnas_search"}
     seeded = trained | {"sample_predictor_subnets", "fit_predictor", "search_pareto"}
-    assert {s for s, _ in changed_jobs(config, lambda c: c.update(seed=1))} == seeded
+    assert {s for s, _ in changed_jobs(config, lambda c: c.update(seed=1))} == seeded | REPORT, (
+        "without `seeds` the per-seed stages run at `seed`, and the report reads those runs")
+    assert {s for s, _ in changed_jobs(config, lambda c: c.update(seeds=[0], seed=1))} == (
+        seeded - set(stages.PER_SEED)), "with `seeds`, `seed` seeds the shared warm-up and predictor only"
     assert {s for s, _ in changed_jobs(config, lambda c: c["supernet"].update(dropout=0.1))} == trained
     assert ({s for s, _ in changed_jobs(config, lambda c: c.update(resolution_mode="crop"))}
             == seeded - {"fit_predictor"})
@@ -114,7 +120,21 @@ def test_settings_derive_only_from_their_listed_keys(config):
         listed = {key.split(".")[0] for key in stage_config_keys(config, stage)}
         methods = list(config["methods"]) if stage == "train_supernet" else [None]
         used = {key for method in methods for key in stage_settings(config, stage, method)}
-        assert used - {"methods", "method_order", "dsnas", "predictor", "report"} <= listed, stage
+        assert used - {"methods", "method_order", "baseline", "dsnas", "predictor", "report"} <= listed, stage
+
+
+def test_per_seed_stages_take_the_run_seed_and_the_seed_list_reaches_the_report_only(config):
+    assert stage_settings(config, "train_supernet", "att", 3)["seed"] == 3
+    assert stage_settings(config, "search_pareto", seed=4)["seed"] == 4
+    assert stage_settings(config, "dsnas_search", seed=5)["seed"] == 5
+    assert stage_settings(config, "train_supernet", "att")["seed"] == config["seed"] == 0
+    with pytest.raises(ValueError, match="runs once"):
+        stage_settings(config, "warmup_supernet", seed=1)
+    jobs = changed_jobs(config, lambda c: c.update(seeds=[0, 1]))
+    assert {stage for stage, _ in jobs} == REPORT, "a seed added is a new job; the others keep their settings"
+    assert stage_settings(validate_config({**config, "seeds": [0, 1]}), "paper_table")["seeds"] == [0, 1]
+    assert stage_settings(config, "paper_table")["seeds"] == [0] and stage_settings(config, "figures")[
+        "baseline"] == "bignas"
 
 
 def test_settings_text_is_canonical_and_parses_back(config):
