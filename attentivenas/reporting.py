@@ -29,6 +29,7 @@ from attentivenas.space import SearchSpace
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 __all__ = ["ABLATIONS", "FIGURES"]  # re-exported: the report's figure and ablation names
 DSNAS = "dsnas"
@@ -562,6 +563,7 @@ def training_curves_figure(curves: dict[str, list[dict[str, str]]], labels: dict
         for column, title in enumerate(("shared warm-up", "each method, after the warm-up")):
             axes[row, column].set_title(f"{title}: {subnet} subnet", fontsize=9)
             axes[row, column].grid(alpha=0.3)
+            axes[row, column].xaxis.set_major_locator(MaxNLocator(integer=True))
             axes[1, column].set_xlabel("step (one point per logged step)")
     _legend_below(figure, [axes[0, 0], axes[0, 1]])
     return figure

@@ -1,6 +1,7 @@
 """The paper table, figures and ablations, made from a hand-written results folder."""
 
 import csv
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,10 +14,12 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from attentivenas import reporting
-from attentivenas.config import validate_config
+from attentivenas.config import load_config, training_settings, validate_config
 from attentivenas.io import read_csv, read_json, write_csv, write_json
 from attentivenas.layout import ResultsLayout, target_label
 from attentivenas.space import SearchSpace
+
+REPO = Path(__file__).resolve().parents[1]
 
 METHODS = {"bignas": {"sampler": "uniform"},
            "bestup_loss": {"sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "loss"},
@@ -273,6 +276,13 @@ def test_training_curves_plot_every_logged_step(results):
         else:
             assert lengths == {labels[m]: METHOD_STEPS for m in METHODS}
     plt.close(figure)
+
+
+def test_the_default_config_logs_twenty_points_per_method_for_the_training_curves():
+    config = load_config(REPO / "config" / "config.yaml")
+    for method in config["methods"]:
+        recipe = training_settings(config, method)
+        assert recipe["epochs"] * recipe["max_steps_per_epoch"] // recipe["log_every_steps"] >= 20, method
 
 
 def test_one_colour_per_method_in_every_figure(results):
