@@ -14,6 +14,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from attentivenas import reporting
+from attentivenas.budget import method_steps_per_epoch
 from attentivenas.config import load_config, training_settings, validate_config
 from attentivenas.io import read_csv, read_json, write_csv, write_json
 from attentivenas.layout import ResultsLayout, target_label
@@ -282,7 +283,8 @@ def test_the_default_config_logs_twenty_points_per_method_for_the_training_curve
     config = load_config(REPO / "config" / "config.yaml")
     for method in config["methods"]:
         recipe = training_settings(config, method)
-        assert recipe["epochs"] * recipe["max_steps_per_epoch"] // recipe["log_every_steps"] >= 20, method
+        steps = recipe["epochs"] * method_steps_per_epoch(config, method)  # the budget sets the steps
+        assert steps // recipe["log_every_steps"] >= 20, method
 
 
 def test_one_colour_per_method_in_every_figure(results):
