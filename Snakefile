@@ -6,7 +6,7 @@
 import os
 import re
 
-from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout, target_label
+from attentivenas.layout import ABLATIONS, DSNAS, FIGURES, ResultsLayout, target_label
 from attentivenas.config import run_seeds
 from attentivenas.pipeline import (
     data_files,
@@ -17,6 +17,13 @@ from attentivenas.pipeline import (
 )
 from attentivenas.stages import PER_SEED, stage_settings_json
 
+# Jobs import the package from this checkout, also in the rules' conda environment (--sdm conda),
+# which holds only its dependencies.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+    )
+)
 config = resolve_config(config, workflow.overwrite_configfiles)
 LAYOUT = ResultsLayout(config["results_dir"])
 METHODS = list(config["methods"])
@@ -29,6 +36,12 @@ DSNAS_TARGETS = (
 FORMATS = config["report"]["formats"]
 SPACE_FILE = space_file(config)
 TRAIN_MEM_MB = 4000
+# Threads of each training, sampling, search and DSNAS job: Snakemake gives a job at most --cores, and a
+# cluster profile sets its own per rule (set-threads).
+TRAIN_THREADS = 8
+
+
+report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:

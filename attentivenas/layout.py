@@ -12,6 +12,8 @@ from pathlib import Path
 
 FIGURES = ("pareto_fronts", "accuracy_by_flops_bin", "predictor_rank", "training_curves")
 ABLATIONS = ("sampler", "estimator", "k")
+DSNAS = "dsnas"
+"""The DSNAS baseline's name in the report: its rows of the paper table and its metrics file."""
 
 
 def target_label(mflops: float) -> str:
@@ -172,8 +174,12 @@ class PaperFiles:
         return self.dir / "pareto_table.tex"
 
     @property
-    def metrics(self) -> Path:
-        return self.dir / "metrics.json"
+    def metrics_dir(self) -> Path:
+        return self.dir / "metrics"
+
+    def metrics(self, method: str) -> Path:
+        """One method's numbers (hypervolume, best top-1, compute): one row of `dvc metrics show`."""
+        return self.metrics_dir / f"{method}.json"
 
     @property
     def statistics(self) -> Path:

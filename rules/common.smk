@@ -59,14 +59,19 @@ def per_seed(pattern, **wildcards):
 
 
 def paper_inputs(wildcards):
-    search, training = rules.search_pareto.output, rules.train_supernet.output
+    """The report's inputs, by path (not by rule): workflow/paper_only.smk loads the report rules alone."""
+    search = [LAYOUT.search(m, s) for s in SEEDS for m in METHODS]
     return {
-        "chosen": per_seed(search.chosen, method=METHODS),
-        "hypervolume": per_seed(search.hypervolume, method=METHODS),
-        "front": per_seed(search.front, method=METHODS),
-        "search": per_seed(search.summary, method=METHODS),
-        "training": per_seed(training.summary, method=METHODS),
-        "warmup": rules.warmup_supernet.output.summary,
-        "data": rules.prepare_data.output.summary,
-        "dsnas": per_seed(rules.dsnas_search.output.summary, target=DSNAS_TARGETS),
+        "chosen": [str(r.chosen) for r in search],
+        "hypervolume": [str(r.hypervolume) for r in search],
+        "front": [str(r.front) for r in search],
+        "search": [str(r.summary) for r in search],
+        "training": [
+            str(LAYOUT.supernet(m, s).summary) for s in SEEDS for m in METHODS
+        ],
+        "warmup": str(LAYOUT.warmup.summary),
+        "data": str(LAYOUT.data_summary),
+        "dsnas": [
+            str(LAYOUT.dsnas(t, s).summary) for s in SEEDS for t in DSNAS_TARGETS
+        ],
     }

@@ -18,7 +18,7 @@ rule dsnas_search:
         str(LAYOUT.benchmark("dsnas_search", "{target}", "{seed}"))
     conda:
         "../environment.yml"
-    threads: workflow.cores
+    threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,

@@ -18,7 +18,7 @@ rule warmup_supernet:
         str(LAYOUT.benchmark("warmup_supernet"))
     conda:
         "../environment.yml"
-    threads: workflow.cores
+    threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,
@@ -42,7 +42,7 @@ rule sample_predictor_subnets:
         str(LAYOUT.benchmark("sample_predictor_subnets"))
     conda:
         "../environment.yml"
-    threads: workflow.cores
+    threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
     params:

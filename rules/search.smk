@@ -21,7 +21,7 @@ rule search_pareto:
         str(LAYOUT.benchmark("search_pareto", "{method}", "{seed}"))
     conda:
         "../environment.yml"
-    threads: workflow.cores
+    threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
     params:

@@ -19,7 +19,7 @@ rule train_supernet:
         str(LAYOUT.benchmark("train_supernet", "{method}", "{seed}"))
     conda:
         "../environment.yml"
-    threads: workflow.cores
+    threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
         gpu=1 if config["device"] == "cuda" else 0,

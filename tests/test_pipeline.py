@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import copy
+import csv
 import fnmatch
 import functools
+import io
+import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from attentivenas.config import load_config, merge, validate_config
+from attentivenas.config import load_config, merge, run_seeds, validate_config
 from attentivenas.config import schema as config_schema
 from attentivenas.dvcfile import render
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout
@@ -29,7 +34,7 @@ MILESTONE_FILES = {"data": "data.smk", "predictor": "predictor.smk", "supernet":
 BIN = Path(sys.executable).parent
 
 
-def build_jobs(targets: list[str], workdir: Path = REPO) -> list:
+def build_jobs(targets: list[str], workdir: Path = REPO, snakefile: str = "Snakefile") -> list:
     """Every job Snakemake plans for `targets` (all of them, as if nothing existed yet)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import DAGSettings, OutputSettings, Quietness, ResourceSettings
@@ -38,7 +43,7 @@ def build_jobs(targets: list[str], workdir: Path = REPO) -> list:
     try:
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
-                                        snakefile=workdir / "Snakefile", workdir=workdir)
+                                        snakefile=workdir / snakefile, workdir=workdir)
             workflow_api.dag(DAGSettings(targets=set(targets), forceall=True))
             workflow = workflow_api._workflow
             workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
@@ -61,19 +66,40 @@ def dvc_stages() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
+def stage_command(stage: dict) -> tuple[list[str], str]:
+    """A DVC stage's Snakemake targets and the Snakefile it runs them from."""
+    words = stage["cmd"].split()
+    targets = list(itertools.takewhile(lambda word: not word.startswith("-"), words[1:]))
+    return targets, words[words.index("--snakefile") + 1] if "--snakefile" in words else "Snakefile"
+
+
+REPORT_RULES = {"paper_table", "figures", "ablation_plot", "pareto_table", "ablation_plots"}
+
+
 def test_every_milestone_has_a_dvc_stage_that_runs_its_target(dvc_stages):
     assert set(dvc_stages) == set(MILESTONE_FILES)
     for stage in dvc_stages.values():
         command = stage["cmd"].split()
         assert command[0] == "snakemake" and command[-2:] == ["--cores", "all"]
         assert not command[1].startswith("-"), "the target comes first"
+    assert stage_command(dvc_stages["paper"])[1] == "workflow/paper_only.smk"
+    assert "--forceall" in dvc_stages["paper"]["cmd"].split()
+
+
+def test_the_paper_only_workflow_has_only_the_report_rules():
+    """It plans the report and nothing upstream, even as if no result existed."""
+    jobs = build_jobs(["paper"], snakefile="workflow/paper_only.smk")
+    assert {job.rule.name for job in jobs} == {"paper_table", "figures", "ablation_plot", "paper"}
+    full = {job_name(j) for j in build_jobs(["pareto_table", "ablation_plots"]) if j.rule.name in REPORT_RULES}
+    assert {job_name(j) for j in jobs if j.rule.name != "paper"} == {j for j in full if j not in REPORT_RULES - {
+        "paper_table", "figures"}}
 
 
 @pytest.mark.parametrize("name", list(MILESTONE_FILES))
 def test_dvc_stage_agrees_with_the_snakemake_dag(dvc_stages, name):
     stage = dvc_stages[name]
-    targets = stage["cmd"].split()[1:-2]
-    jobs = build_jobs(targets)
+    targets, snakefile = stage_command(stage)
+    jobs = build_jobs(targets, snakefile=snakefile)
     rule_file = f"rules/{MILESTONE_FILES[name]}"
     own = [j for j in jobs if Path(j.rule.snakefile) == REPO / rule_file]
     assert own, f"{name}: no job of {rule_file} for targets {targets}"
@@ -81,7 +107,7 @@ def test_dvc_stage_agrees_with_the_snakemake_dag(dvc_stages, name):
     produced_by_own = {str(f) for j in own for f in j.output}
     outs = _entries(stage, "outs") + _entries(stage, "metrics") + _entries(stage, "plots")
     deps = _entries(stage, "deps")
-    assert rule_file in deps and "Snakefile" in deps
+    assert rule_file in deps and "Snakefile" in deps and snakefile in deps
     for job in own:
         for path in map(str, job.output):
             assert _covered(path, outs), f"{name}: output {path} of rule {job.rule.name} is not a DVC out"
@@ -108,6 +134,46 @@ def _rule_names() -> set[str]:
     return {job.rule.name for job in build_jobs(["all"])} | {"all"}
 
 
+def test_rules_set_their_threads_explicitly():
+    """Every rule with outputs says its threads; none takes the submitting host's (`workflow.cores`)."""
+    for path in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]:
+        text = path.read_text()
+        assert "workflow.cores" not in text, path
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
+            body = block.split("\n\n\n")[0]
+            if "    output:" in body:
+                assert "    threads:" in body, f"{path}: rule {block.split(':')[0]} does not set its threads"
+
+
+def test_the_slurm_profile_dry_runs_with_its_resources():
+    """`snakemake -n --profile profiles/slurm-gpu` with the Slurm executor plugin: every job gets the
+    profile's partition, threads and GPUs, and nothing is inherited from the local default profile."""
+    default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert "cores" not in default, "profiles/default's cores would cap every cluster job's threads"
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm-gpu" / "config.yaml").read_text())
+    result = _run(["snakemake", "-n", "--profile", "profiles/slurm-gpu", "--cores", "256", "pareto_table",
+                   "--configfile", "config/imagenet.yaml"], REPO)
+    log = result.stdout + result.stderr
+    jobs = {}
+    for block in re.split(r"\n\s*\n", log):
+        name = re.search(r"^rule (\w+):", block, flags=re.M)
+        if name and "resources:" in block:
+            threads = re.search(r"threads: (\d+)", block)
+            resources = dict(re.findall(r"(\w+)=([^,\s]+)", block.split("resources:")[1].splitlines()[0]))
+            jobs.setdefault(name.group(1), []).append((int(threads.group(1)) if threads else 1, resources))
+    assert {"train_supernet", "warmup_supernet", "dsnas_search", "search_pareto", "paper_table"} <= set(jobs)
+    declared = {job.rule.name: job.rule.resources["_cores"] for job in build_jobs(["pareto_table", "all"])}
+    for rule, planned in jobs.items():
+        for threads, resources in planned:
+            expected = slurm["set-resources"].get(rule, {})
+            assert resources["slurm_partition"] == expected.get("slurm_partition", "cpu"), rule
+            if "gpu" in expected:
+                assert resources["gpu"] == str(expected["gpu"]), rule
+            assert threads == slurm["set-threads"].get(rule, declared[rule]), rule
+            if "cpus_per_task" in expected:
+                assert int(expected["cpus_per_task"]) == threads, f"{rule}: cpus_per_task is not its threads"
+
+
 def test_profiles_and_job_scripts_name_existing_rules():
     rules = _rule_names()
     for profile in (REPO / "profiles").glob("*/config.yaml"):
@@ -121,12 +187,13 @@ def test_profiles_and_job_scripts_name_existing_rules():
 
 
 def test_workflow_is_formatted_and_lint_free():
-    formatted = subprocess.run([BIN / "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
-                               capture_output=True, text=True)
+    formatted = subprocess.run([BIN / "snakefmt", "--check", "Snakefile", "rules", "workflow/paper_only.smk"],
+                               cwd=REPO, capture_output=True, text=True)
     assert formatted.returncode == 0, formatted.stderr[-2000:]
-    for config in ("config/config.yaml", "config/tiny.yaml"):
-        lint = subprocess.run([BIN / "snakemake", "--lint", "--configfile", config], cwd=REPO,
-                              capture_output=True, text=True)
+    for snakefile, config in (("Snakefile", "config/config.yaml"), ("Snakefile", "config/tiny.yaml"),
+                              ("workflow/paper_only.smk", "config/config.yaml")):
+        lint = subprocess.run([BIN / "snakemake", "--lint", "--snakefile", snakefile, "--configfile", config],
+                              cwd=REPO, capture_output=True, text=True)
         assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout[-3000:]
 
 
@@ -171,13 +238,23 @@ def test_k_ablation_config_adds_two_values_of_k_to_the_default_run():
 
 
 def test_environment_yml_installs_the_pinned_requirements():
+    """The same pins, spelled out: Snakemake copies the file elsewhere to build a rule's environment,
+    so it cannot refer to requirements.txt."""
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     assert "python=3.11" in environment["dependencies"] and "pip" in environment["dependencies"]
     pip = next(d for d in environment["dependencies"] if isinstance(d, dict))["pip"]
-    assert "-r requirements.txt" in pip
-    pins = (REPO / "requirements.txt").read_text()
+    pins = [line for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pip == pins
     for package in ("torch==", "torchvision==", "snakemake==", "dvc==", "scikit-learn=="):
-        assert package in pins
+        assert any(pin.startswith(package) for pin in pins)
+
+
+def test_every_job_runs_in_the_conda_environment():
+    for job in build_jobs(["all"]):
+        if job.output:
+            assert job.rule.conda_env is not None, job.rule.name
+            assert (Path(job.rule.basedir) / job.rule.conda_env).resolve() == REPO / "environment.yml"
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -187,8 +264,8 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-PROJECT_FILES = ["Snakefile", "README.md", "environment.yml", "requirements.txt", "dvc.yaml", "rules", "workflow",
-                 "config", "profiles", "data", "scripts", "attentivenas"]
+PROJECT_FILES = [".gitignore", "Snakefile", "README.md", "environment.yml", "requirements.txt", "dvc.yaml", "rules",
+                 "workflow", "config", "profiles", "data", "scripts", "attentivenas"]
 MAX_CHECKSUM = 1_000_000_000  # as profiles/default: DVC's relinking of cached outs bumps their mtimes
 
 
@@ -644,3 +721,159 @@ def test_an_interrupted_job_leaves_no_truncated_output(tiny_project, signal_numb
     assert "ablation_plot" in redo.stdout
     _run(["snakemake", "--cores", "1", *(str(p.relative_to(work)) for p in outputs)], work)
     assert all(p.is_file() for p in outputs) and planned_jobs(work) == set()
+
+
+# -- the README's paper-only, DVC remote, metrics, plots and experiment commands, on the finished run --
+
+README_TEXT = (REPO / "README.md").read_text()
+PAPER_ONLY = "snakemake --snakefile workflow/paper_only.smk --cores all --forceall"
+TOUCH = "snakemake --touch --cores 1"
+REMOTE_FOLDER = "/mnt/shared/attentivenas-dvc"
+COMMIT_REMOTE = 'git add .dvc/config && git commit -m "DVC remote for checkpoints"'
+DVC_COMMANDS = {
+    "repro": "dvc repro",  # the tiny_project fixture runs it
+    "paper": "dvc repro --single-item paper",
+    "metrics": "dvc metrics show",
+    "plots": "dvc plots show",
+    "exp_run": "dvc exp run -S 'config/config.yaml:methods.attentive_bestup_loss.k=5'",
+    "exp_show": "dvc exp show",
+    "remote": f"dvc remote add -d store {REMOTE_FOLDER}",
+    "push": "dvc push",
+    "pull": "dvc pull",
+}
+COMMIT_RUN = "git add -A && (git diff --cached --quiet || git commit -qm 'the finished run')"
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def readme_commands(prefix: str) -> list[str]:
+    """The README's shell lines that start with `prefix`, without their comments."""
+    blocks = re.findall(r"```bash\n(.*?)```", README_TEXT, flags=re.S)
+    return [line.split(" # ")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith(prefix)]
+
+
+def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def _cpu_seconds() -> float:
+    """CPU time of the finished child processes so far (all of their descendants)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_readme_shows_the_commands_these_tests_run():
+    assert set(readme_commands("dvc ")) == set(DVC_COMMANDS.values())
+    assert set(readme_commands("git add .dvc")) == {COMMIT_REMOTE}
+    paper_only = readme_commands("snakemake --snakefile workflow/paper_only.smk")
+    assert paper_only and all(c.startswith(PAPER_ONLY) for c in paper_only)
+    assert readme_commands("snakemake --touch") == [TOUCH]
+
+
+@pytest.mark.slow
+def test_the_paper_is_redrawn_from_committed_results_without_training(tiny_project, tmp_path):
+    """A fresh clone of the finished run has no checkpoints: the README's paper-only command and
+    `dvc repro --single-item paper` redraw the same paper in under a minute without training; a
+    local-folder DVC remote then brings the checkpoints, and nothing is left to run."""
+    work = tiny_project
+    _shell(COMMIT_RUN, work)
+    store = tmp_path / "store"
+    _shell(DVC_COMMANDS["remote"].replace(REMOTE_FOLDER, str(store)), work)
+    _shell(COMMIT_REMOTE, work)
+    _shell(DVC_COMMANDS["push"], work)
+    clone = tmp_path / "clone"
+    _shell(f"git clone -q {work} {clone}", tmp_path)
+    results = _results(clone)
+    checkpoints = sorted(p.relative_to(_results(work)) for p in _results(work).rglob("*.pt"))
+    assert checkpoints and not list(results.rglob("*.pt")), "checkpoints are in DVC's cache, not in git"
+    paper = ResultsLayout(results).paper
+    committed = _files(paper.dir)
+    assert committed == _files(ResultsLayout(_results(work)).paper.dir)
+
+    for command in (PAPER_ONLY, DVC_COMMANDS["paper"]):
+        shutil.rmtree(paper.dir)
+        start = _cpu_seconds()
+        run = _shell(command, clone)
+        cpu = _cpu_seconds() - start  # not wall time: other tests may share the cores
+        assert cpu < 120, f"{command}: {cpu:.0f} CPU seconds, more than a minute on two cores"
+        assert not re.search(r"\b(train_supernet|warmup_supernet|search_pareto|dsnas_search)\b",
+                             run.stdout + run.stderr), f"{command} planned more than the report"
+        assert _files(paper.dir) == committed, f"{command} drew another paper"
+        assert not list(results.rglob("*.pt"))
+
+    _shell(DVC_COMMANDS["pull"], clone)
+    for checkpoint in checkpoints:
+        assert (results / checkpoint).read_bytes() == (_results(work) / checkpoint).read_bytes()
+    assert "up to date" in _shell("dvc status", clone).stdout
+    _shell(TOUCH, clone)
+    assert planned_jobs(clone) == set()
+    assert "up to date" in _shell("dvc status", clone).stdout
+
+
+@pytest.mark.slow
+def test_the_snakemake_report_has_the_table_and_every_figure_with_its_caption(tiny_project, tmp_path):
+    report = tmp_path / "report.zip"
+    _run(["snakemake", "--report", str(report)], tiny_project)
+    with zipfile.ZipFile(report) as archive:
+        html = archive.read(next(n for n in archive.namelist() if n.endswith("report.html"))).decode()
+    for name in [*(f"{n}.png" for n in (*FIGURES, *ABLATIONS)), "pareto_table.csv"]:
+        entry = html.find(f'"filename": "{name}"')
+        assert entry >= 0, f"{name} is not in the report"
+        caption = re.search(r'"caption": "(.*?)(?<!\\)"', html[entry:]).group(1)
+        assert len(caption) > 80 and "{{" not in caption, f"{name}: caption {caption!r}"
+    assert "one weight-sharing supernet" in html, "the workflow description"
+
+
+@pytest.mark.slow
+def test_dvc_metrics_plots_and_an_experiment(tiny_project):
+    work = tiny_project
+    config = load_config(work / "config" / "config.yaml")
+    methods, seeds = list(config["methods"]), run_seeds(config)
+    shown = _shell(DVC_COMMANDS["metrics"], work).stdout
+    rows = [line for line in shown.splitlines() if "/paper/metrics/" in line]
+    assert sorted(Path(r.split()[0]).stem for r in rows) == sorted([*methods, "dsnas"])
+    assert max(map(len, shown.splitlines())) <= 120, shown
+    values = json.loads(_shell("dvc metrics show --json", work).stdout)
+    for file in values[""]["data"].values():
+        assert all(isinstance(v, int | float) for v in file["data"].values())
+
+    _shell(DVC_COMMANDS["plots"], work)
+    assert (work / "dvc_plots" / "index.html").is_file()
+    plots = json.loads(_shell("dvc plots show --json", work).stdout)["data"]
+    runs = len(methods) * len(seeds)  # and the warm-up's curves
+    for plot_id, x, files in (("pareto_fronts_test", "mflops", runs), ("training_curves", "epoch", runs + 1),
+                              ("pareto_fronts_search", "mflops", runs), ("training_loss", "step", runs + 1),
+                              ("predictor", "true", 1), ("dsnas_loss", "step", 2 * len(seeds))):
+        (rendered,) = plots[plot_id]
+        content = rendered["content"]
+        assert content["encoding"]["x"]["field"] == x, plot_id
+        series = {(v.get("filename") or v.get("filename::field") or "").split("::")[0]
+                  for v in content["data"]["values"]}
+        assert len(series) == files, f"{plot_id}: one series per file, got {series}"
+    layout = ResultsLayout(_results(work).relative_to(work))
+    images = [key for key, value in plots.items() if value[0]["type"] == "image"]
+    assert sorted(images) == sorted([*(str(layout.paper.figure(n, "png")) for n in FIGURES),
+                                     *(str(layout.paper.ablation(n, "png")) for n in ABLATIONS),
+                                     str(layout.predictor.plot)])
+
+    summary = work / layout.supernet(METHOD, seeds[0]).summary
+    before = json.loads(summary.read_text())["weights_sha256"]
+    _shell(COMMIT_RUN, work)
+    try:
+        _shell(DVC_COMMANDS["exp_run"], work)
+        assert json.loads(summary.read_text())["weights_sha256"] != before, "the experiment retrained the method"
+        _shell(DVC_COMMANDS["exp_show"], work)
+        rows = list(csv.DictReader(io.StringIO(_shell("dvc exp show --csv", work).stdout)))
+        k = next(column for column in rows[0] if column.endswith(f"methods.{METHOD}.k"))
+        assert {row[k] for row in rows} >= {"2", "5"}, "the baseline and the experiment"
+        assert any(column.endswith("best_top1_test") for column in rows[0]), "the metrics compare the runs"
+    finally:
+        _shell("git reset -q --hard && dvc checkout -q", work)
