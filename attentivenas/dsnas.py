@@ -8,21 +8,27 @@ gives both the weight gradients and the architecture gradients.
 Gates. The sampled one-hot vector Z of each unfrozen decision is a leaf tensor. Its chosen entry z
 (value 1) scales what the chosen option adds over the decision's smallest option, where that addition
 enters the forward pass, as out + (z - 1) * increment: bit-identical outputs and weight gradients at
-z = 1, dL/dz = <dL/dout, increment>, and at z = 0 the network is (close to) the smallest option's:
+z = 1, dL/dz = <dL/dout, increment>, and at z = 0 the network is the smallest option's:
 
 - width (stem, stage i, head): the channels beyond the smallest width, of the stem output, of every
-  active block's output, of the classifier input;
+  active block's output, of the classifier input; and all the width sets downstream: the expanded
+  (and SE squeeze) channels of the blocks it feeds, the head's expanded channels after the last
+  stage, and the shortcut kind. A stage's first block has no conv on its shortcut (a pool when
+  strided) when its widths are equal and a 1x1 conv when they differ (the reference's rule), so
+  where the smallest width (of its own stage or of the one before) would switch that kind, the gate
+  scales the difference between the two kinds' shortcut outputs: z = 0 gives the other kind;
 - kernel size of stage i: the depthwise output minus what the centre crop of the smallest kernel gives
   (the outer ring), in every active block, before the depthwise BN (it normalises the sum, so it
   cannot cancel a scale of one part);
-- expand ratio of stage i: the expanded channels beyond the smallest ratio's, at the project conv's
-  input, in every active block;
+- expand ratio of stage i: the expanded channels beyond the smallest ratio's, at the depthwise output
+  (after its BN, before SE) and the SE squeeze units they add, in every active block;
 - depth of stage i: the residual branch of every optional block (beyond the smallest depth); z = 0
   turns those blocks into their identity shortcut, exactly the smallest depth;
 - resolution: the input minus its round trip through the smallest resolution (the detail the larger
   input adds), at the stem's input.
 
-So each decision's credit is its own: a first-order estimate of L(chosen) - L(smallest option). The
+Exactly so (tested) for every kind but resolution, whose z = 0 only approximates it. So each
+decision's credit is its own: a first-order estimate of L(chosen) - L(smallest option). The
 smallest option's credit is 0, which loses no generality: a baseline common to all options of a
 decision leaves the expected gradient unchanged.
 
@@ -66,9 +72,9 @@ from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.run_loop import EpochOrder, RunLoop, check_finite, run_identity
 from attentivenas.runtime import resolve_device, seed_everything, use_channels_last
-from attentivenas.space import SearchSpace, Subnet, expanded_channels
+from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
 from attentivenas.static import adapt_resolution
-from attentivenas.supernet import Supernet
+from attentivenas.supernet import DynamicBlock, Supernet
 
 
 class DSNASError(UserInputError):
@@ -251,6 +257,30 @@ def _gate_kernel_ring(smallest: int, gate: torch.Tensor):
     return hook
 
 
+def _gate_shortcut_output_width(narrowest: int, gate: torch.Tensor):
+    """Shortcut hook: its leading `narrowest` channels minus those of the narrowest width's shortcut
+    (the other kind: a pool where ours is pool + conv, or the reverse) are gated. The channels beyond
+    are the block output gate's."""
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            narrow = module.forward(inputs[0], narrowest)
+            increment = F.pad(output[:, :narrowest] - narrow, (0, 0, 0, 0, 0, output.shape[1] - narrowest))
+        return _scale_increment(output, increment, gate)
+    return hook
+
+
+def _gate_shortcut_input_width(narrowest: int, gate: torch.Tensor):
+    """Shortcut hook: ours minus the narrowest input width's shortcut (the other kind), both on the
+    input as the closed input gate leaves it (its leading `narrowest` channels), is gated."""
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        x, out_channels = inputs
+        with torch.no_grad():
+            kept = x - _channels_beyond(x, narrowest)
+            increment = module.forward(kept, out_channels) - module.forward(x[:, :narrowest], out_channels)
+        return _scale_increment(output, increment, gate)
+    return hook
+
+
 def _gate_resolution_detail(smallest: int, mode: str, gate: torch.Tensor):
     """Stem pre-hook: the input minus its round trip through the smallest resolution is gated."""
     def hook(module: nn.Module, inputs: tuple) -> tuple:
@@ -263,6 +293,11 @@ def _gate_resolution_detail(smallest: int, mode: str, gate: torch.Tensor):
 
 def _scale_output(gate: torch.Tensor):
     return lambda module, inputs, output: output * gate
+
+
+def _shortcut_is_identity_or_pool(in_channels: int, out_channels: int) -> bool:
+    """The reference's rule: no conv on the shortcut exactly when its widths are equal."""
+    return in_channels == out_channels
 
 
 @contextmanager
@@ -285,27 +320,47 @@ def gated(supernet: Supernet, gates: Gates | None) -> Iterator[None]:
         if gate is not None and needed:
             handles.append(module.register_forward_pre_hook(make(gate)))
 
+    def gate_mid_channels(block: DynamicBlock, mid: int, fewest: int, gate: torch.Tensor | None) -> None:
+        """Expanded channels beyond `fewest`, at the depthwise output, and their SE squeeze units."""
+        forward_hook(block.depthwise, gate, mid > fewest, lambda g: _gate_output_channels(fewest, g))
+        if block.se is not None:
+            forward_hook(block.se.fc1, gate, se_channels(mid) > se_channels(fewest),
+                         lambda g: _gate_output_channels(se_channels(fewest), g))
+
     smallest_resolution = min(space.resolutions)
     pre_hook(supernet.stem, gates.gate("resolution", None), subnet.resolution > smallest_resolution,
              lambda g: _gate_resolution_detail(smallest_resolution, supernet.resolution_mode, g))
     narrowest_stem = min(space.stem_widths)
     forward_hook(supernet.stem, gates.gate("width", 0), subnet.width[0] > narrowest_stem,
                  lambda g: _gate_output_channels(narrowest_stem, g))
+    narrowest_before = narrowest_stem
     for i, (stage, spec) in enumerate(zip(supernet.stages, space.stages, strict=True)):
         width, kernel, expand = subnet.width[i + 1], subnet.kernel_size[i], subnet.expand_ratio[i]
         gate_width, gate_kernel = gates.gate("width", i + 1), gates.gate("kernel_size", i)
         gate_expand, gate_depth = gates.gate("expand_ratio", i), gates.gate("depth", i)
         narrowest, smallest_kernel = min(spec.widths), min(spec.kernels)
         for b, block in enumerate(stage[: subnet.depth[i]]):
+            block_in, narrowest_in = (subnet.width[i], narrowest_before) if b == 0 else (width, narrowest)
+            gate_in = gates.gate("width", i) if b == 0 else gate_width
             forward_hook(block, gate_width, width > narrowest, lambda g, n=narrowest: _gate_output_channels(n, g))
+            if b == 0:  # later blocks keep an identity shortcut: in and out narrow together
+                kind = _shortcut_is_identity_or_pool(block_in, width)
+                forward_hook(block.shortcut, gate_width, kind != _shortcut_is_identity_or_pool(block_in, narrowest),
+                             lambda g, n=narrowest: _gate_shortcut_output_width(n, g))
+                forward_hook(block.shortcut, gate_in, kind != _shortcut_is_identity_or_pool(narrowest_in, width),
+                             lambda g, n=narrowest_in: _gate_shortcut_input_width(n, g))
             forward_hook(block.depthwise.conv, gate_kernel, kernel > smallest_kernel,
                          lambda g, k=smallest_kernel: _gate_kernel_ring(k, g))
-            if block.expand is not None:
-                block_in = subnet.width[i] if b == 0 else width
-                fewest = expanded_channels(block_in, min(spec.expand_ratios))
-                pre_hook(block.project, gate_expand, expanded_channels(block_in, expand) > fewest,
-                         lambda g, n=fewest: _gate_input_channels(n, g))
+            if block.expand is None:
+                gate_mid_channels(block, block_in, narrowest_in, gate_in)
+            else:
+                mid = expanded_channels(block_in, expand)
+                gate_mid_channels(block, mid, expanded_channels(narrowest_in, expand), gate_in)
+                gate_mid_channels(block, mid, expanded_channels(block_in, min(spec.expand_ratios)), gate_expand)
             forward_hook(block.project, gate_depth, b >= min(spec.depths), _scale_output)
+        narrowest_before = narrowest
+    forward_hook(supernet.head_expand, gates.gate("width", space.num_stages), subnet.width[-2] > narrowest_before,
+                 lambda g: _gate_output_channels(space.head_expand * narrowest_before, g))
     narrowest_head = min(space.head_widths)
     pre_hook(supernet.classifier, gates.gate("width", space.num_stages + 1), subnet.width[-1] > narrowest_head,
              lambda g: _gate_input_channels(narrowest_head, g))
