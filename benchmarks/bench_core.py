@@ -6,23 +6,30 @@
     192 px, batch 16); the other rows feed the space's base resolution, resized inside the network.
 (b) the same supernet step in channels_last / in NCHW (below 1 means channels_last is faster).
 (c) analytic FLOPs counts per second, for distinct subnets (no cache hits) and for repeated ones.
+(d) with `--reference-repo` (a local clone of the public AttentiveNAS code, imported, not shipped):
+    our supernet step / the reference supernet's step on the same paper-space subnets (goal <= 0.9).
 
 The compared variants alternate within every round, so machine noise hits them alike. Each timing
 is the median of `--reps` steps after warm-up; a figure is reported both as the ratio of the medians
 over rounds and as the median of the per-round ratios. The output is also written to `--out`.
 
     python benchmarks/bench_core.py [--threads 2] [--rounds 7] [--reps 5] [--out benchmarks/results/core.txt]
+                                    [--reference-repo ../AttentiveNAS]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+import yaml
 from report import Report
 
 from attentivenas.flops import _count, count
@@ -99,6 +106,45 @@ def weight_sharing_overhead(space: SearchSpace, args: argparse.Namespace, report
                     f"{_pair(overhead_cl):>17}")
 
 
+def _namespace(node):
+    """The reference reads its supernet config by attribute."""
+    if isinstance(node, dict):
+        return SimpleNamespace(**{key: _namespace(value) for key, value in node.items()})
+    return node
+
+
+def reference_supernet(repo: Path, space: SearchSpace) -> torch.nn.Module:
+    """The reference's dynamic supernet for the paper space, built from its own training config."""
+    config = yaml.safe_load((repo / "configs" / "train_attentive_nas_models.yml").read_text())["supernet_config"]
+    sys.path.insert(0, str(repo))
+    module = importlib.import_module("models.attentive_nas_dynamic_model")
+    return module.AttentiveNasDynamicModel(_namespace(config), n_classes=space.num_classes).train()
+
+
+def against_reference(repo: Path, args: argparse.Namespace, report: Report) -> None:
+    space = SearchSpace.load("attentivenas")
+    torch.manual_seed(0)
+    ours, ours_cl = Supernet(space).train(), Supernet(space).train().use_channels_last()
+    reference = reference_supernet(repo, space)
+    batch = BATCH[space.name]
+    report.line(f"\n[{space.name} vs the reference supernet] batch {batch}; forward+backward of the same subnet; "
+                f"median of {args.reps} steps per round, {args.rounds} rounds")
+    report.line(f"{'subnet':<7} {'px':>4} {'reference ms':>13} {'ours ms':>8} {'ours/ref':>15} "
+                f"{'ours CL ms':>11} {'ours CL/ref':>15}")
+    for label, subnet, size in benchmark_subnets(space):
+        images = torch.randn(batch, space.in_channels, size, size)
+        images_cl = images.contiguous(memory_format=torch.channels_last)
+        ours.set_active_subnet(subnet)
+        ours_cl.set_active_subnet(subnet)
+        reference.set_active_subnet(**subnet.to_dict())
+        times = side_by_side({"reference": (reference, images), "ours": (ours, images),
+                              "ours_cl": (ours_cl, images_cl)}, args.rounds, args.reps)
+        ms = {name: 1e3 * statistics.median(values) for name, values in times.items()}
+        report.line(f"{label:<7} {subnet.resolution:>4} {ms['reference']:>13.2f} {ms['ours']:>8.2f} "
+                    f"{_pair(ratios(times['ours'], times['reference'])):>15} {ms['ours_cl']:>11.2f} "
+                    f"{_pair(ratios(times['ours_cl'], times['reference'])):>15}")
+
+
 def _pair(values: tuple[float, float]) -> str:
     return f"{values[0]:.3f} / {values[1]:.3f}"
 
@@ -128,6 +174,8 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", default=["fmnist", "attentivenas"])
     parser.add_argument("--flops-samples", type=int, default=100_000)
     parser.add_argument("--out", type=Path, help="also write the output to this file")
+    parser.add_argument("--reference-repo", type=Path,
+                        help="a clone of the public AttentiveNAS code: also time its supernet on the same subnets")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = Report(__file__)
@@ -137,6 +185,8 @@ def main() -> None:
         flops_throughput(SearchSpace.load(name), args.flops_samples, report)
     for name in args.spaces:
         weight_sharing_overhead(SearchSpace.load(name), args, report)
+    if args.reference_repo is not None:
+        against_reference(args.reference_repo, args, report)
     report.save(args.out)
 
 
