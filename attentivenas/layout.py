@@ -14,6 +14,7 @@ FIGURES = ("pareto_fronts", "accuracy_by_flops_bin", "predictor_rank", "training
 ABLATIONS = ("sampler", "estimator", "k")
 DSNAS = "dsnas"
 """The DSNAS baseline's name in the report: its rows of the paper table and its metrics file."""
+TIMINGS = "timings.json"
 
 
 def target_label(mflops: float) -> str:
@@ -43,7 +44,7 @@ class RunFiles:
     @property
     def timings(self) -> Path:
         """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
-        return self.dir / "timings.json"
+        return self.dir / TIMINGS
 
     @property
     def summary(self) -> Path:
@@ -105,7 +106,7 @@ class SearchRunFiles:
     @property
     def timings(self) -> Path:
         """Wall-clock times, kept apart from the results (which are byte-identical run to run)."""
-        return self.dir / "timings.json"
+        return self.dir / TIMINGS
 
     @property
     def summary(self) -> Path:
@@ -257,6 +258,12 @@ class ResultsLayout:
         job's actual input path, which a storage plugin may have prefixed)."""
         depth = len(artefact.relative_to(self.root).parts)
         return Path(path).parents[depth - 1]
+
+    def is_result(self, path: Path) -> bool:
+        """Whether `path` (inside this folder) is a result, byte-identical run to run; logs, timings and
+        Snakemake's timing records are not."""
+        relative = Path(path).relative_to(self.root)
+        return relative.parts[0] not in ("logs", "benchmarks") and relative.name != TIMINGS
 
     def log(self, rule: str, wildcard: str | None = None, seed: int | str | None = None) -> Path:
         """A Snakemake job's log: one per rule, or per wildcard value (and seed)."""
