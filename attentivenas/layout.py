@@ -260,10 +260,10 @@ class ResultsLayout:
         return Path(path).parents[depth - 1]
 
     def is_result(self, path: Path) -> bool:
-        """Whether `path` (inside this folder) is a result, byte-identical run to run; logs, timings and
-        Snakemake's timing records are not."""
+        """Whether `path` (inside this folder) is a result, byte-identical run to run; logs, timings,
+        Snakemake's timing records and DVC's `.gitignore` files are not."""
         relative = Path(path).relative_to(self.root)
-        return relative.parts[0] not in ("logs", "benchmarks") and relative.name != TIMINGS
+        return relative.parts[0] not in ("logs", "benchmarks") and relative.name not in (TIMINGS, ".gitignore")
 
     def log(self, rule: str, wildcard: str | None = None, seed: int | str | None = None) -> Path:
         """A Snakemake job's log: one per rule, or per wildcard value (and seed)."""
