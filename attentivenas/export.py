@@ -71,6 +71,8 @@ def _onnx(model: StaticSubnet, example: torch.Tensor) -> bytes:
 
 def _exported_program(model: StaticSubnet, example: torch.Tensor) -> bytes:
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    for node in program.graph.nodes:  # source paths of this checkout would make the file machine-specific
+        node.meta.pop("stack_trace", None)
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     return buffer.getvalue()

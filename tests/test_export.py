@@ -110,6 +110,7 @@ def test_exports_are_byte_identical_when_repeated(exported, supernet, evaluator,
     export_subnet(supernet, subnet, evaluator, tmp_path, torchscript=True)
     for name in ("subnet.json", "model_state.pt", "model.onnx", "model.pt2", "evaluation.json"):
         assert (tmp_path / name).read_bytes() == (directory / name).read_bytes(), name
+    assert b"attentivenas/static.py" not in (directory / "model.pt2").read_bytes(), "no source path of this checkout"
 
 
 def test_subnet_json_carries_cost_and_space(space, exported):

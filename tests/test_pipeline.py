@@ -359,6 +359,27 @@ def downstream(workdir: Path, jobs: set[str]) -> set[str]:
     return result
 
 
+def _result_hashes(layout: ResultsLayout) -> dict[str, str]:
+    return {str(path.relative_to(layout.root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(layout.root.rglob("*")) if path.is_file() and layout.is_result(path)}
+
+
+@pytest.mark.slow
+def test_the_same_config_gives_byte_identical_results(tiny_project, tmp_path):
+    """A second, independent run (Snakemake directly, two jobs at once) writes the same bytes into every
+    result file as the finished `dvc repro` run: checkpoints, CSVs, JSON, tables and figures."""
+    second = tmp_path / "project"
+    shutil.copytree(tiny_project, second, ignore=shutil.ignore_patterns("results", ".snakemake", ".dvc", ".git"))
+    _run(["snakemake", "--cores", "2", "all"], second)
+    results_dir = load_config(tiny_project / "config" / "config.yaml")["results_dir"]
+    first_hashes = _result_hashes(ResultsLayout(tiny_project / results_dir))
+    second_hashes = _result_hashes(ResultsLayout(second / results_dir))
+    assert any(name.endswith(".pt") for name in first_hashes) and any(name.endswith(".png") for name in first_hashes)
+    assert second_hashes.keys() == first_hashes.keys()
+    differing = [name for name, digest in first_hashes.items() if second_hashes[name] != digest]
+    assert not differing, f"result files that differ between two runs of one config: {differing}"
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end_with_dvc_repro(tiny_project):
     """The finished tiny run has every artefact; then both tools report nothing left to do."""
@@ -392,27 +413,6 @@ def test_tiny_pipeline_end_to_end_with_dvc_repro(tiny_project):
     paper.ablation("k", "png").unlink()
     _run(["snakemake", "--cores", "1", str(paper.ablation("k", "png").relative_to(work))], work)
     assert paper.ablation("k", "png").is_file()
-
-
-def _result_hashes(layout: ResultsLayout) -> dict[str, str]:
-    return {str(path.relative_to(layout.root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(layout.root.rglob("*")) if path.is_file() and layout.is_result(path)}
-
-
-@pytest.mark.slow
-def test_the_same_config_gives_byte_identical_results(tiny_project, tmp_path):
-    """A second, independent run (Snakemake directly, two jobs at once) writes the same bytes into every
-    result file as the finished `dvc repro` run: checkpoints, CSVs, JSON, tables and figures."""
-    second = tmp_path / "project"
-    shutil.copytree(tiny_project, second, ignore=shutil.ignore_patterns("results", ".snakemake", ".dvc", ".git"))
-    _run(["snakemake", "--cores", "2", "all"], second)
-    results_dir = load_config(tiny_project / "config" / "config.yaml")["results_dir"]
-    first_hashes = _result_hashes(ResultsLayout(tiny_project / results_dir))
-    second_hashes = _result_hashes(ResultsLayout(second / results_dir))
-    assert any(name.endswith(".pt") for name in first_hashes) and any(name.endswith(".png") for name in first_hashes)
-    assert second_hashes.keys() == first_hashes.keys()
-    differing = [name for name, digest in first_hashes.items() if second_hashes[name] != digest]
-    assert not differing, f"result files that differ between two runs of one config: {differing}"
 
 
 # -- every config key reruns exactly the stages that read it ----------------------------------------
