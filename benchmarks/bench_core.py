@@ -72,6 +72,12 @@ def side_by_side(variants: dict[str, tuple[torch.nn.Module, torch.Tensor]], roun
     return times
 
 
+def image_pair(space: SearchSpace, batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random batch, in NCHW and in channels_last."""
+    images = torch.randn(batch, space.in_channels, size, size)
+    return images, images.contiguous(memory_format=torch.channels_last)
+
+
 def ratios(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
     """(ratio of the medians, median of the per-round ratios)."""
     pairs = [a / b for a, b in zip(numerator, denominator, strict=True)]
@@ -87,8 +93,7 @@ def weight_sharing_overhead(space: SearchSpace, args: argparse.Namespace, report
     report.line(f"{'subnet':<7} {'px':>4} {'MFLOPs':>8} {'supernet ms':>12} {'static ms':>10} "
                 f"{'overhead':>17} {'CL supernet ms':>15} {'CL/NCHW':>15} {'CL overhead':>17}")
     for label, subnet, size in benchmark_subnets(space):
-        images = torch.randn(batch, space.in_channels, size, size)
-        images_cl = images.contiguous(memory_format=torch.channels_last)
+        images, images_cl = image_pair(space, batch, size)
         supernet.set_active_subnet(subnet)
         supernet_cl.set_active_subnet(subnet)
         static = supernet.extract().train()
@@ -132,8 +137,7 @@ def against_reference(repo: Path, args: argparse.Namespace, report: Report) -> N
     report.line(f"{'subnet':<7} {'px':>4} {'reference ms':>13} {'ours ms':>8} {'ours/ref':>15} "
                 f"{'ours CL ms':>11} {'ours CL/ref':>15}")
     for label, subnet, size in benchmark_subnets(space):
-        images = torch.randn(batch, space.in_channels, size, size)
-        images_cl = images.contiguous(memory_format=torch.channels_last)
+        images, images_cl = image_pair(space, batch, size)
         ours.set_active_subnet(subnet)
         ours_cl.set_active_subnet(subnet)
         reference.set_active_subnet(**subnet.to_dict())
