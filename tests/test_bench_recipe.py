@@ -48,7 +48,7 @@ def test_a_run_trains_both_sides_and_reuses_alone_runs_across_distillation_varia
         subprocess.run([sys.executable, "benchmarks/bench_recipe.py", "run", "--variant", variant, *small, *extra],
                        cwd=REPO, check=True, capture_output=True)
 
-    run("kl")
+    run("kl", "--set", "training.distillation=kl")
     run("labels", "--set", "training.distillation=none")
     records = [json.loads(line) for line in (tmp_path / "recipe_runs.jsonl").read_text().splitlines()]
     assert [r["variant"] for r in records] == ["kl", "labels"]
