@@ -254,6 +254,25 @@ def test_k_ablation_config_adds_two_values_of_k_to_the_default_run():
     assert f"{config['results_dir']}/paper/ablations/k.png" in dry and config["results_dir"] != "results/default"
 
 
+def test_comparison_config_runs_every_method_over_three_seeds():
+    """config/comparison.yaml on top of the default config (the README's command, dry): the warm-up and
+    predictor once, each method's training and search and each DSNAS target once per seed, BestUp (loss)
+    at three values of k, its own folder."""
+    files = ("config/config.yaml", "config/comparison.yaml")
+    merged = {}
+    for name in files:
+        merged = merge(merged, yaml.safe_load((REPO / name).read_text()))
+    config = validate_config(merged, source=files[-1])
+    assert len(config["seeds"]) >= 3 and config["results_dir"] != "results/default"
+    assert len({m["k"] for m in config["methods"].values() if m["sampler"] == "attentive"}) >= 3
+    dry = _run([BIN / "snakemake", "-n", "pareto_table", "ablation_plots", "--configfile", *files], REPO).stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.MULTILINE))
+    runs = len(config["seeds"]) * len(config["methods"])
+    assert counts["train_supernet"] == counts["search_pareto"] == str(runs)
+    assert counts["dsnas_search"] == str(len(config["seeds"]) * len(config["dsnas"]["targets_mflops"]))
+    assert counts["warmup_supernet"] == "1"
+
+
 def test_environment_yml_installs_the_pinned_requirements():
     """The same pins, spelled out: Snakemake copies the file elsewhere to build a rule's environment,
     so it cannot refer to requirements.txt."""
