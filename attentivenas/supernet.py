@@ -46,9 +46,13 @@ class _SharedSlice(torch.autograd.Function):
 def shared_slice(param: torch.Tensor, index: tuple[slice, ...]) -> torch.Tensor:
     """`param[index]` for a subnet's forward, contiguous so that every path runs the same kernels.
 
-    Training adds the gradient into the parameter's slice in place, except under torch.distributed,
-    where DDP must see every gradient through autograd to average it.
+    Training adds the gradient of a conv or linear weight into the parameter's slice in place, except
+    under torch.distributed, where DDP must see every gradient through autograd to average it. A 1-D
+    parameter (BN affine, bias) is a plain view: its leading slice is contiguous, and autograd's
+    full-size gradient of so small a tensor costs less than a custom backward's Python call.
     """
+    if param.dim() == 1:
+        return param[index]
     channels_last = param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if not (torch.is_grad_enabled() and param.requires_grad) or _distributed():
