@@ -39,10 +39,17 @@ decision's logits is (dL/dz) * grad log p(c) = (dL/dz) * (onehot(c) - softmax(lo
 is linear in the gated output (tested), low-bias and much lower-variance than raw REINFORCE otherwise.
 It is applied explicitly through the surrogate sum_d credit_d * log p_d(c_d) with detached credits.
 
-FLOPs. When the sampled subnet exceeds the target, either (`flops_penalty_kind: score_function`)
-penalty * (mflops / target - 1) is added to every credit (REINFORCE), or (`differentiable`, the
-reference's resource loss) penalty * sum_d sum_c p_d(c) * mflops(sample with d := c) / target is added
-to the surrogate: each decision's expected FLOPs with the other decisions as sampled.
+FLOPs. With `flops_penalty_side: above` (the reference's) the penalty acts only when the sampled
+subnet exceeds the target; with `both` (a soft target, as MnasNet and FBNet set one) it also acts
+below the target, in the other direction. Either (`flops_penalty_kind: score_function`)
+penalty * (mflops / target - 1), clipped at 0 (above) or its absolute value (both), is added to
+every credit (REINFORCE), or (`differentiable`, the reference's resource loss)
+s * penalty * sum_d sum_c p_d(c) * mflops(sample with d := c) / target is added to the surrogate:
+each decision's expected FLOPs with the other decisions as sampled, with s = +1 above the target and,
+below it, 0 (above) or -1 (both: more FLOPs are rewarded), the slope of the penalty at the sample.
+Why `both`: at the short budgets of our runs the accuracy credits are close to zero-mean noise, so
+a one-sided penalty is the only consistent signal and the child drifts to the smallest subnet
+whatever the target (README, "Differences from the reference").
 
 A decision whose top probability leads the runner-up by `fix_margin` is frozen at its argmax: no more
 sampling, gating or updates. Decisions with one choice are frozen from the start. After `epochs` of
@@ -100,9 +107,19 @@ def architecture_surrogate(logits: Sequence[torch.Tensor], choices: Sequence[int
     return torch.stack(terms).sum()
 
 
-def flops_penalty(sampled_mflops: float, target_mflops: float, weight: float) -> float:
-    """weight * (mflops / target - 1) above the target, 0 at or below it."""
-    return weight * max(sampled_mflops / target_mflops - 1.0, 0.0)
+def flops_penalty(sampled_mflops: float, target_mflops: float, weight: float, side: str = "above") -> float:
+    """weight * (mflops / target - 1) above the target and 0 at or below it (`above`), or
+    weight * |mflops / target - 1| on both sides (`both`, a soft target)."""
+    excess = sampled_mflops / target_mflops - 1.0
+    return weight * (abs(excess) if side == "both" else max(excess, 0.0))
+
+
+def flops_penalty_slope(sampled_mflops: float, target_mflops: float, side: str = "above") -> float:
+    """d penalty / d (mflops / target) per unit weight at the sample: 1 above the target; below it 0
+    (`above`) or -1 (`both`: the penalty then rewards more FLOPs); 0 exactly at it."""
+    if sampled_mflops > target_mflops:
+        return 1.0
+    return -1.0 if side == "both" and sampled_mflops < target_mflops else 0.0
 
 
 def expected_flops_penalty(logits: Sequence[torch.Tensor], per_choice_mflops: Sequence[torch.Tensor],
@@ -442,15 +459,16 @@ class DSNAS:
         if not credits:
             return
         weight, kind = self.settings["flops_penalty"], self.settings["flops_penalty_kind"]
-        over_target = sampled_mflops > self.target_mflops
-        penalty = flops_penalty(sampled_mflops, self.target_mflops, weight) if kind == "score_function" else 0.0
+        side = self.settings["flops_penalty_side"]
+        penalty = flops_penalty(sampled_mflops, self.target_mflops, weight, side) if kind == "score_function" else 0.0
+        slope = flops_penalty_slope(sampled_mflops, self.target_mflops, side)
         positions = sorted(credits)
         logits = [self.distribution.logits[i] for i in positions]
         surrogate = architecture_surrogate(logits, [choices[i] for i in positions],
                                            [credits[i] + penalty for i in positions])
-        if kind == "differentiable" and over_target and weight > 0:
+        if kind == "differentiable" and slope != 0 and weight > 0:
             per_choice = [choice_mflops(self.distribution, choices, i) for i in positions]
-            surrogate = surrogate + expected_flops_penalty(logits, per_choice, self.target_mflops, weight)
+            surrogate = surrogate + expected_flops_penalty(logits, per_choice, self.target_mflops, slope * weight)
         self.arch_optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.arch_optimizer.step()

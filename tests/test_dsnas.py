@@ -18,6 +18,7 @@ from attentivenas.dsnas import (
     choice_mflops,
     expected_flops_penalty,
     flops_penalty,
+    flops_penalty_slope,
     flops_range,
     gated,
     one_hot_gate,
@@ -101,6 +102,15 @@ def test_flops_penalty_only_above_target():
     assert flops_penalty(1.0, 2.0, 3.0) == 0.0
     assert flops_penalty(2.0, 2.0, 3.0) == 0.0
     assert flops_penalty(3.0, 2.0, 3.0) == pytest.approx(1.5)
+    assert [flops_penalty_slope(m, 2.0, "above") for m in (1.0, 2.0, 3.0)] == [0.0, 0.0, 1.0]
+
+
+def test_two_sided_flops_penalty_grows_away_from_target_on_both_sides():
+    assert flops_penalty(1.0, 2.0, 3.0, "both") == pytest.approx(1.5)
+    assert flops_penalty(2.0, 2.0, 3.0, "both") == 0.0
+    assert flops_penalty(3.0, 2.0, 3.0, "both") == pytest.approx(1.5)
+    assert flops_penalty(0.5, 2.0, 3.0, "both") > flops_penalty(1.5, 2.0, 3.0, "both") > 0
+    assert [flops_penalty_slope(m, 2.0, "both") for m in (1.0, 2.0, 3.0)] == [-1.0, 0.0, 1.0]
 
 
 # ---------------------------------------------------------------- gates
@@ -322,8 +332,8 @@ def _penalty_only_steps(search: DSNAS, steps: int) -> None:
         search.architecture_step(choices, credits, mflops(search.space, search.distribution.subnet(choices)))
 
 
-def _penalty_only_search(space, target: float) -> DSNAS:
-    settings = tiny_run_config(arch_lr=0.02)["dsnas"]
+def _penalty_only_search(space, target: float, **dsnas) -> DSNAS:
+    settings = tiny_run_config(**{"arch_lr": 0.02, "flops_penalty_side": "above", **dsnas})["dsnas"]
     return DSNAS(Supernet(space), settings, target, total_steps=1, warmup_steps=0, seed=0)
 
 
@@ -349,6 +359,20 @@ def test_no_penalty_below_target_leaves_logits(space):
     search = _penalty_only_search(space, target=high)
     _penalty_only_steps(search, 20)
     assert all(torch.equal(t, torch.zeros_like(t)) for t in search.distribution.logits)
+
+
+@pytest.mark.parametrize("kind", ["score_function", "differentiable"])
+@pytest.mark.parametrize("fraction", [0.15, 0.6])
+def test_two_sided_penalty_lands_the_child_near_its_target(space, kind, fraction):
+    """From uniform logits, with no loss credit, the two-sided penalty lands the argmax child near
+    the target, below and above the uniform sample's mean FLOPs."""
+    low, high = flops_range(space)
+    target = low + fraction * (high - low)
+    search = _penalty_only_search(space, target, arch_lr=0.1, fix_margin=0.7, flops_penalty=1.0,
+                                  flops_penalty_kind=kind, flops_penalty_side="both")
+    _penalty_only_steps(search, 150)
+    child = mflops(space, search.child())
+    assert 0.6 * target <= child <= 1.4 * target, (kind, target, child)
 
 
 def test_expected_flops_penalty_gradient_moves_mass_to_cheaper_options():

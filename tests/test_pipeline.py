@@ -492,7 +492,7 @@ STAGES_OF_KEY = {
     **{f"dsnas.{key}": {"dsnas_search"} for key in (
         "epochs", "batch_size", "lr", "lr_scaling", "momentum", "nesterov", "weight_decay",
         "label_smoothing", "arch_lr", "arch_betas", "fix_margin", "flops_penalty", "warmup_epochs",
-        "checkpoint_every_steps", "flops_penalty_kind", "child_epochs", "regularize")},
+        "checkpoint_every_steps", "flops_penalty_kind", "flops_penalty_side", "child_epochs", "regularize")},
     "report.formats": {"figures", "ablation_plot"},
 }
 NEW_VALUES = {  # keys whose next valid value the schema alone cannot give
