@@ -36,14 +36,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from attentivenas.config import load_config, merge, training_settings
+from attentivenas.config import load_config, merge
 from attentivenas.data import build_splits, make_loader
 from attentivenas.evaluation import evaluator_from_config
 from attentivenas.optim import build_optimizer
-from attentivenas.run_loop import EpochOrder
+from attentivenas.run_loop import EpochOrder, code_version
 from attentivenas.runtime import seed_everything, set_threads
 from attentivenas.samplers import build_flops_table, build_sampler, sampler_settings
 from attentivenas.space import SearchSpace, Subnet
+from attentivenas.stages import stage_settings, training_stage
 from attentivenas.supernet import Supernet
 from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentum
 
@@ -67,10 +68,11 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def phases(config: dict[str, Any], method: str, budget: int) -> list[tuple[str, dict[str, Any]]]:
-    """(run, training settings) of the warm-up and the method run, epochs scaled by `budget`."""
+    """(run, training settings) of the warm-up and the method run as their pipeline stages resolve them
+    (the method's steps from `budget.subnet_images`), epochs scaled by `budget`."""
     result = []
     for run in ("warmup", method):
-        settings = training_settings(config, run)
+        settings = stage_settings(config, training_stage(run), None if run == "warmup" else run)["training"]
         settings["epochs"] *= budget
         result.append((run, settings))
     return result
@@ -149,12 +151,13 @@ def new_supernet(config: dict[str, Any], space: SearchSpace) -> Supernet:
 
 
 def alone_key(config: dict[str, Any], plan) -> str:
-    """Everything an alone run depends on: equal keys give bit-identical alone runs."""
+    """Everything an alone run depends on, the package's code included: equal keys give bit-identical
+    alone runs."""
     alone_plan = [(run, {k: v for k, v in s.items() if k not in SANDWICH_ONLY_KEYS + RUN_ONLY_KEYS})
                   for run, s in plan]
     identity = {"plan": alone_plan, "seed": config["seed"], "space": config["space"], "data": config["data"],
                 "supernet": config["supernet"], "resolution_mode": config["resolution_mode"],
-                "evaluation": config["evaluation"], "torch": torch.__version__}
+                "evaluation": config["evaluation"], "code": code_version()}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -214,11 +217,13 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def report(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """One row per variant, budget and step count: records of another step count (an earlier default
+    config) stay a row of their own instead of mixing into the current one."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault((record["variant"], record["budget"]), []).append(record)
+        groups.setdefault((record["variant"], record["budget"], record["steps"]), []).append(record)
     rows = []
-    for (variant, budget), group in groups.items():
+    for (variant, budget, _), group in groups.items():
         group = sorted({r["seed"]: r for r in group}.values(), key=lambda r: r["seed"])
         gap_max = summarize([r["alone"]["max"] - r["supernet"]["max"] for r in group])
         gap_min = summarize([r["alone"]["min"] - r["supernet"]["min"] for r in group])
@@ -234,7 +239,7 @@ def report(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
             "torch": first["torch"], "threads": first["threads"],
             "command": command_of(variant, budget, [r["seed"] for r in group], first["overrides"],
                                   first["method"], first.get("config", "config/config.yaml"))})
-    rows.sort(key=lambda r: (r["budget"], r["variant"]))
+    rows.sort(key=lambda r: (r["budget"], r["steps"], r["variant"]))
     lines = ["| variant | budget (steps) | seeds | max: supernet / alone | gap max mean ± std [min, max] "
              "| min: supernet / alone | gap min mean ± std [min, max] | command |",
              "|---|---|---|---|---|---|---|---|"]
