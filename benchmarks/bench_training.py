@@ -36,16 +36,19 @@ import torch
 from scipy.stats import kendalltau
 
 from attentivenas.checkpoint import load_checkpoint, restore_weights
-from attentivenas.config import validate_config
+from attentivenas.config import load_config, validate_config
 from attentivenas.data import build_splits, make_loader
 from attentivenas.optim import build_optimizer
-from attentivenas.runtime import seed_everything, set_threads
+from attentivenas.runtime import seed_everything, set_threads, use_channels_last
 from attentivenas.samplers import AttentiveSampler, LossEstimator, build_flops_table, build_sampler
 from attentivenas.space import SearchSpace, Subnet
 from attentivenas.supernet import Supernet
 from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentum
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPE_KEYS = ("num_arch_training", "distillation", "middle_loss_weight", "label_smoothing", "lr", "momentum",
+               "nesterov", "weight_decay", "grad_clip_value", "bn_momentum")
+"""The training keys of `--config` the benchmark trains with: the default pipeline's sandwich step."""
 
 
 def cpu_model() -> str:
@@ -109,6 +112,8 @@ def ranking_table(records: list[dict], sizes: Sequence[int | None], k: int) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"),
+                        help="the recipe (subnets per step, distillation, loss weights) and memory format")
     parser.add_argument("--space", default="fmnist")
     parser.add_argument("--data", default=str(REPO / "data" / "fashion-mnist" / "fmnist-10k-2k.npz"))
     parser.add_argument("--batch-size", type=int, default=128)
@@ -133,17 +138,20 @@ def main() -> None:
         print(line, flush=True)
         report.write(line + "\n")
 
+    recipe = load_config(args.config)
     config = validate_config({
-        "seed": 0, "space": args.space,
+        "seed": 0, "space": args.space, "memory_format": recipe["memory_format"],
         "data": {"dataset": "fashion_mnist", "source": args.data},
-        "training": {"batch_size": args.batch_size, "epochs": 1, "warmup_epochs": 0},
+        "training": {**{key: recipe["training"][key] for key in RECIPE_KEYS},
+                     "batch_size": args.batch_size, "epochs": 1, "warmup_epochs": 0},
+        "sampler": {key: value for key, value in recipe["sampler"].items() if key != "score_images"},
         "methods": {"uniform": {"sampler": "uniform"},
                     "bestup": {"sampler": "attentive", "mode": "bestup", "k": args.k, "estimator": "loss"}}})
     settings = config["training"]
     space = SearchSpace.load(args.space)
     splits = build_splits(config["data"], image_size=space.base_resolution)
     seed_everything(0)
-    supernet = Supernet(space).train()
+    supernet = Supernet(space).train().use_channels_last(use_channels_last(config["memory_format"]))
     if args.init_from:
         restore_weights(supernet, load_checkpoint(args.init_from, space), args.init_from)
     set_bn_momentum(supernet, settings["bn_momentum"])
