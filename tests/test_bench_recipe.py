@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from attentivenas.budget import method_steps_per_epoch
+from attentivenas.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("bench_recipe", REPO / "benchmarks" / "bench_recipe.py")
 bench_recipe = importlib.util.module_from_spec(SPEC)
@@ -42,7 +45,8 @@ def test_report_gives_mean_std_and_range_of_alone_minus_supernet_per_variant_and
 
 def test_a_run_trains_both_sides_and_reuses_alone_runs_across_distillation_variants(tmp_path):
     small = ["--config", "config/tiny.yaml", "--seeds", "0", "--out-dir", str(tmp_path),
-             "--set", "training.max_steps_per_epoch=1", "--set", "warmup.max_steps_per_epoch=1"]
+             "--set", "training.max_steps_per_epoch=1", "--set", "warmup.max_steps_per_epoch=1",
+             "--set", "budget.subnet_images=null"]  # the configured steps, not the budget's
 
     def run(variant, *extra):
         subprocess.run([sys.executable, "benchmarks/bench_recipe.py", "run", "--variant", variant, *small, *extra],
@@ -66,3 +70,11 @@ def test_committed_table_and_docs_follow_from_the_committed_records(tmp_path):
     docs = (REPO / "docs" / "recipe.md").read_text()
     rows = [line for line in (committed / "recipe.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) > 2 and all(row in docs for row in rows)
+
+
+def test_phases_take_the_method_steps_from_the_budget_as_the_pipeline_does():
+    config = load_config(REPO / "config" / "config.yaml")
+    (warmup, warmup_settings), (method, method_settings) = bench_recipe.phases(config, "bignas", 1)
+    assert (warmup, method) == ("warmup", "bignas")
+    assert method_settings["max_steps_per_epoch"] == method_steps_per_epoch(config, "bignas") == 30
+    assert bench_recipe.phases(config, "bignas", 4)[1][1]["epochs"] == 4 * method_settings["epochs"]
