@@ -98,8 +98,9 @@ def verify_onnx(session: onnxruntime.InferenceSession, model: torch.nn.Module,
                 batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
     """(ONNX Runtime top-1 in percent, largest logit difference to `model`) over `batches`.
 
-    Raises ExportMismatchError when the two disagree on any image's class or a logit differs by more
-    than `ONNX_LOGIT_TOLERANCE`.
+    Raises ExportMismatchError when a logit differs by more than `ONNX_LOGIT_TOLERANCE` or the two
+    predict different classes for an image whose two classes PyTorch does not tie within that
+    tolerance (a near-tie may flip under float rounding: seen once in 3 x 7 exported models).
     """
     model.eval()
     correct, seen, largest = 0, 0, 0.0
@@ -108,7 +109,10 @@ def verify_onnx(session: onnxruntime.InferenceSession, model: torch.nn.Module,
         expected = model(images).numpy()
         logits = session.run([ONNX_OUTPUT], {ONNX_INPUT: images.numpy()})[0]
         largest = max(largest, float(np.abs(logits - expected).max()))
-        if largest > ONNX_LOGIT_TOLERANCE or not np.array_equal(logits.argmax(1), expected.argmax(1)):
+        predicted, wanted = logits.argmax(1), expected.argmax(1)
+        rows = np.flatnonzero(predicted != wanted)
+        margins = expected[rows, wanted[rows]] - expected[rows, predicted[rows]]
+        if largest > ONNX_LOGIT_TOLERANCE or (margins > ONNX_LOGIT_TOLERANCE).any():
             raise ExportMismatchError(f"ONNX Runtime logits differ from PyTorch's by {largest:.3g} "
                                       f"(tolerance {ONNX_LOGIT_TOLERANCE:g}) or in a predicted class")
         correct += int((logits.argmax(1) == labels.numpy()).sum())

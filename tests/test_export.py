@@ -2,6 +2,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -103,6 +104,40 @@ def test_onnx_verification_catches_a_different_model(exported, evaluator):
         other.classifier.bias.add_(1e-3)
     with pytest.raises(ExportMismatchError, match="tolerance"):
         verify_onnx(session, other, evaluator.eval_batches())
+
+
+class _FixedSession:
+    """Stands in for an ONNX Runtime session that returns fixed logits."""
+
+    def __init__(self, logits: np.ndarray):
+        self.logits = logits
+
+    def run(self, outputs, inputs):
+        return [self.logits]
+
+
+class _FixedModel(torch.nn.Module):
+    def __init__(self, logits: np.ndarray):
+        super().__init__()
+        self.logits = torch.from_numpy(logits)
+
+    def forward(self, images):
+        return self.logits
+
+
+def test_onnx_verification_accepts_a_near_tie_flipped_by_rounding_but_not_a_real_disagreement():
+    expected = np.array([[2.0, 2.0 - 1e-6, 0.0], [0.0, 1.0, 3.0]], dtype=np.float32)
+    batches = [(torch.zeros(2, 1, 4, 4), torch.tensor([0, 2]))]
+    tie_flipped = expected.copy()
+    tie_flipped[0, :2] = [2.0 - 1e-6, 2.0]  # within the tolerance: the second class now leads
+    top1, largest = verify_onnx(_FixedSession(tie_flipped), _FixedModel(expected), batches)
+    assert top1 == 50.0 and largest <= ONNX_LOGIT_TOLERANCE
+    apart = expected.copy()
+    apart[0, 1] = 2.0 - 1.5 * ONNX_LOGIT_TOLERANCE  # PyTorch's runner-up, 1.5x the tolerance behind
+    disagreeing = apart.copy()
+    disagreeing[0, :2] = [2.0 - 0.9 * ONNX_LOGIT_TOLERANCE, 2.0 - 0.6 * ONNX_LOGIT_TOLERANCE]
+    with pytest.raises(ExportMismatchError, match="predicted class"):  # every logit within the tolerance
+        verify_onnx(_FixedSession(disagreeing), _FixedModel(apart), batches)
 
 
 def test_exports_are_byte_identical_when_repeated(exported, supernet, evaluator, tmp_path):
