@@ -110,9 +110,9 @@ def architecture_surrogate(logits: Sequence[torch.Tensor], choices: Sequence[int
 
 def flops_penalty(sampled_mflops: float, target_mflops: float, weight: float, side: str = "above") -> float:
     """weight * (mflops / target - 1) above the target and 0 at or below it (`above`), or
-    weight * |mflops / target - 1| on both sides (`both`, a soft target)."""
-    excess = sampled_mflops / target_mflops - 1.0
-    return weight * (abs(excess) if side == "both" else max(excess, 0.0))
+    weight * |mflops / target - 1| on both sides (`both`, a soft target): the slope times the excess."""
+    slope = flops_penalty_slope(sampled_mflops, target_mflops, side)
+    return weight * slope * (sampled_mflops / target_mflops - 1.0)
 
 
 def flops_penalty_slope(sampled_mflops: float, target_mflops: float, side: str = "above") -> float:
