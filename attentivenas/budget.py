@@ -5,7 +5,9 @@ spends batch x num_arch_training of them per step, on top of the shared warm-up 
 DSNAS trains one subnet per image, over its runs (one per FLOPs target: search epochs, then
 `child_epochs`), plus the warm-up when it starts from it. The attentive sampler's candidate-scoring
 forwards train nothing: the report counts them apart. The steps per epoch are derived here and
-nowhere else; a budget that no whole number of steps meets within `TOLERANCE` is refused.
+nowhere else; a budget that no whole number of steps meets within `TOLERANCE` is refused, and so is
+one that asks an epoch for more steps than the training split has batches (training would stop at the
+epoch's end and silently spend less than the budget).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from attentivenas.config import ConfigError, training_settings
+from attentivenas.data import train_split_size
 
 TOLERANCE = 0.05
 """Largest relative difference between the planned subnet-images of a method and the budget."""
@@ -70,8 +73,32 @@ def dsnas_steps_per_epoch(config: dict[str, Any]) -> int | None:
                             dsnas["batch_size"] * runs, dsnas["epochs"] + dsnas["child_epochs"])
 
 
+def _check_epoch_length(config: dict[str, Any], who: str, steps: int, batch_size: int, images: int,
+                        fix: str) -> None:
+    batches = images // batch_size
+    if steps > batches:
+        raise ConfigError(
+            f"config key 'budget.subnet_images' = {budget(config)}: {who} needs {steps} steps per epoch, but an "
+            f"epoch of the {images} training images has only {batches} batches of {batch_size}; {fix}, or lower "
+            "the budget")
+
+
 def check_budget(config: dict[str, Any]) -> None:
     """Refuse a budget some method cannot meet, before any job runs."""
     for method in config["methods"]:
         method_steps_per_epoch(config, method)
-    dsnas_steps_per_epoch(config)
+    dsnas_steps = dsnas_steps_per_epoch(config)
+    if budget(config) is None:
+        return
+    images = train_split_size(config["data"])
+    warmup = training_settings(config, "warmup")
+    _check_epoch_length(config, "the warm-up", warmup["max_steps_per_epoch"], warmup["batch_size"], images,
+                        "lower 'warmup.max_steps_per_epoch' and raise 'warmup.epochs'")
+    for method in config["methods"]:
+        settings = training_settings(config, method)
+        _check_epoch_length(config, f"method {method!r}", method_steps_per_epoch(config, method),
+                            settings["batch_size"], images,
+                            f"raise 'training.epochs' (or 'methods.{method}.training.epochs')")
+    if dsnas_steps is not None:
+        _check_epoch_length(config, "DSNAS", dsnas_steps, config["dsnas"]["batch_size"], images,
+                            "raise 'dsnas.epochs' or 'dsnas.child_epochs'")

@@ -318,6 +318,14 @@ def stratified_split(labels: Sequence[int], holdout: float | int, seed: int) -> 
     return np.sort(kept), np.sort(held)
 
 
+def _split(train_base: Dataset, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return stratified_split(train_base.targets, cfg.search_holdout, cfg.split_seed)
+    except ValueError as err:
+        raise DataError(f"data.search_holdout={cfg.search_holdout!r} cannot split the {len(train_base)} "
+                        f"training images of {cfg.source}: {err}") from None
+
+
 def build_splits(data_cfg: dict[str, Any], image_size: int, root: str | Path = ".") -> DataSplits:
     """Load the dataset of the `data` config section and split it; images come out image_size x image_size."""
     cfg = parse_data_config(data_cfg, root)
@@ -327,11 +335,7 @@ def build_splits(data_cfg: dict[str, Any], image_size: int, root: str | Path = "
     in_memory = isinstance(train_base, InMemoryImages)
     train_tf, eval_tf = _transforms(cfg.dataset, cfg.augmentation, image_size,
                                     train_base.images.shape[-1] if in_memory else None)
-    try:
-        train_idx, search_idx = stratified_split(train_base.targets, cfg.search_holdout, cfg.split_seed)
-    except ValueError as err:
-        raise DataError(f"data.search_holdout={cfg.search_holdout!r} cannot split the {len(train_base)} "
-                        f"training images of {cfg.source}: {err}") from None
+    train_idx, search_idx = _split(train_base, cfg)
     train = ImageView(train_base, train_idx, train_tf)
     return DataSplits(
         train=train,
@@ -342,6 +346,14 @@ def build_splits(data_cfg: dict[str, Any], image_size: int, root: str | Path = "
         in_channels=train_base.images.shape[1] if in_memory else 3,  # ImageFolder loads RGB
         image_size=image_size,
     )
+
+
+def train_split_size(data_cfg: dict[str, Any], root: str | Path = ".") -> int:
+    """How many images the training split holds (what an epoch's steps are counted from), without
+    building transforms: plans check against it before any job runs."""
+    cfg = parse_data_config(data_cfg, root)
+    train_base, _ = _LOADERS[cfg.dataset](cfg.source)
+    return len(_split(train_base, cfg)[0])
 
 
 # ---------------------------------------------------------------- subsets and loaders

@@ -74,3 +74,21 @@ def test_shipped_budgets_hold(name):
     conf = load_config(f"config/{name}")
     check_budget(conf)
     assert conf["budget"]["subnet_images"] is not None
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"budget": {"subnet_images": 960 + 60 * 96}}, "method 'bignas' needs 60 steps per epoch, but an epoch of "
+                                                   "the 1600 training images has only 50 batches of 32; raise "
+                                                   "'training.epochs'"),
+    ({"warmup": {"epochs": 1, "max_steps_per_epoch": 51}, "budget": {"subnet_images": 91 * 96}},
+     "the warm-up needs 51 steps per epoch"),
+    ({"dsnas": {"targets_mflops": [1.0, 2.5], "batch_size": 32, "init": "warmup", "epochs": 1,
+                "child_epochs": 0}, "budget": {"subnet_images": 960 + 40 * 96}}, "DSNAS needs 60 steps"),
+])
+def test_a_budget_that_needs_more_steps_than_an_epoch_has_batches_is_refused(tiny_config_dict, change, message):
+    """Training would stop at the epoch's end: the method would silently train less than its budget."""
+    conf = config(tiny_config_dict, 4800)
+    for section, value in change.items():
+        conf[section] = {**conf[section], **value}
+    with pytest.raises(ConfigError, match=message):
+        check_budget(conf)
