@@ -1,7 +1,7 @@
 """The one config loader: YAML in, validated dict with defaults out, or an error naming the key.
 
 Every entry point (the command line, the Snakefile, the tests) goes through `load_config`, so bad
-input fails before any data is loaded or any weight is trained.
+input fails before any data is loaded or any weight is trained; attentivenas.specs then types it.
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ class Spec:
 
 @dataclass(frozen=True)
 class WarmStart(Spec):
+    """Key `init`, which training runs and DSNAS runs share and read alike."""
+
     init: str
 
     @property
