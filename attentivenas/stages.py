@@ -1,8 +1,8 @@
 """What each pipeline stage reads: its resolved settings, derived from a validated config.
 
 A stage's settings are the part of the config it uses, in the config's own shape, typed as the stage's
-job (attentivenas.specs: what the package's functions take), with every override resolved: a run's `training` is
-the section overlaid with the run's own keys, a method's steps derived from the budget
+job (attentivenas.specs, what the package's functions take), with every override resolved: a run's
+`training` is the section overlaid with the run's own keys, a method's steps derived from the budget
 (attentivenas.budget); a per-seed stage's `seed` is its run's; a method keeps only the keys its
 sampler reads; the report gets each method's label, the seeds and the baseline resolved. Nothing
 else reaches the stage: the Snakemake rule passes them as its `params` (a canonical JSON string, so
@@ -57,6 +57,7 @@ LAUNCHER = "attentivenas.pipeline"
 """The module that launches every job's command (`run_stage`)."""
 
 _NETWORK = ("seed", "device", "memory_format", "space", "resolution_mode", "data")
+"""The top-level config keys every network job reads (`NetworkJob` but `evaluation`), in dvc.yaml's order."""
 
 
 def _network(experiment: ExperimentSpec) -> dict[str, Any]:
