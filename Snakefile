@@ -1,13 +1,13 @@
 # AttentiveNAS end to end: data -> warm-up + predictor -> supernet per method -> search -> paper.
 #   snakemake --cores all pareto_table                       (default config: config/config.yaml)
 #   snakemake --cores all pareto_table --configfile config/tiny.yaml
-# The config is validated against attentivenas/config_schema.yaml before any job runs. Paths come
-# from attentivenas.layout; each job's `settings` parameter (attentivenas.stages) is all it reads.
+# The config is validated against attentivenas/config_schema.yaml and typed (attentivenas.specs) before
+# any job runs. Paths come from attentivenas.layout; each job's `settings` parameter (attentivenas.stages)
+# is all it reads.
 import os
 import re
 
 from attentivenas.layout import ABLATIONS, DSNAS, FIGURES, ResultsLayout, target_label
-from attentivenas.config import run_seeds
 from attentivenas.pipeline import (
     data_files,
     method_needs,
@@ -24,17 +24,13 @@ os.environ.update(
         filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
     )
 )
-config = resolve_config(config, workflow.overwrite_configfiles)
-LAYOUT = ResultsLayout(config["results_dir"])
-METHODS = list(config["methods"])
-SEEDS = run_seeds(config)
-DSNAS_TARGETS = (
-    [target_label(t) for t in config["dsnas"]["targets_mflops"]]
-    if config["dsnas"]["enabled"]
-    else []
-)
-FORMATS = config["report"]["formats"]
-SPACE_FILE = space_file(config)
+EXPERIMENT = resolve_config(config, workflow.overwrite_configfiles)
+LAYOUT = ResultsLayout(EXPERIMENT.results_dir)
+METHODS = list(EXPERIMENT.methods)
+SEEDS = EXPERIMENT.run_seeds
+DSNAS_TARGETS = [target_label(t) for t in EXPERIMENT.dsnas.targets]
+FORMATS = EXPERIMENT.report.formats
+SPACE_FILE = space_file(EXPERIMENT)
 TRAIN_MEM_MB = 4000
 # Threads of each training, sampling, search and DSNAS job: Snakemake gives a job at most --cores, and a
 # cluster profile sets its own per rule (set-threads).

@@ -12,35 +12,27 @@ epoch's end and silently spend less than the budget).
 
 from __future__ import annotations
 
-from typing import Any
-
-from attentivenas.config import ConfigError, training_settings
+from attentivenas.config import ConfigError
 from attentivenas.data import train_split_size
+from attentivenas.specs import WARMUP, ExperimentSpec
 
 TOLERANCE = 0.05
 """Largest relative difference between the planned subnet-images of a method and the budget."""
 
-DSNAS = "dsnas"
 
-
-def budget(config: dict[str, Any]) -> int | None:
-    return config["budget"]["subnet_images"]
-
-
-def warmup_subnet_images(config: dict[str, Any]) -> int:
+def warmup_subnet_images(experiment: ExperimentSpec) -> int:
     """The shared warm-up's subnet-images, from its configured steps."""
-    settings = training_settings(config, "warmup")
-    if settings["max_steps_per_epoch"] is None:
+    recipe = experiment.recipe(WARMUP)
+    if recipe.max_steps_per_epoch is None:
         raise ConfigError("config key 'budget.subnet_images' counts the warm-up's steps: set "
                           "'warmup.max_steps_per_epoch' (or 'training.max_steps_per_epoch'), or set "
                           "'budget.subnet_images' to null")
-    return (settings["epochs"] * settings["max_steps_per_epoch"] * settings["batch_size"]
-            * settings["num_arch_training"])
+    return recipe.epochs * recipe.max_steps_per_epoch * recipe.subnet_images_per_step
 
 
-def _steps_per_epoch(config: dict[str, Any], who: str, init: str, per_step: int, epochs: int) -> int:
-    total = budget(config)
-    shared = warmup_subnet_images(config) if init == "warmup" else 0
+def _steps_per_epoch(experiment: ExperimentSpec, who: str, from_warmup: bool, per_step: int, epochs: int) -> int:
+    total = experiment.budget.subnet_images
+    shared = warmup_subnet_images(experiment) if from_warmup else 0
     steps = round((total - shared) / (per_step * epochs))
     planned = shared + steps * per_step * epochs
     if steps < 1 or abs(planned - total) > TOLERANCE * total:
@@ -54,51 +46,50 @@ def _steps_per_epoch(config: dict[str, Any], who: str, init: str, per_step: int,
     return steps
 
 
-def method_steps_per_epoch(config: dict[str, Any], method: str) -> int | None:
+def method_steps_per_epoch(experiment: ExperimentSpec, method: str) -> int | None:
     """A two-stage method's `training.max_steps_per_epoch` under the budget (None: no budget)."""
-    if budget(config) is None:
+    if experiment.budget.subnet_images is None:
         return None
-    settings = training_settings(config, method)
-    return _steps_per_epoch(config, f"method {method!r}", settings["init"],
-                            settings["batch_size"] * settings["num_arch_training"], settings["epochs"])
+    recipe = experiment.recipe(method)
+    return _steps_per_epoch(experiment, f"method {method!r}", recipe.from_warmup, recipe.subnet_images_per_step,
+                            recipe.epochs)
 
 
-def dsnas_steps_per_epoch(config: dict[str, Any]) -> int | None:
+def dsnas_steps_per_epoch(experiment: ExperimentSpec) -> int | None:
     """`dsnas.max_steps_per_epoch` of each DSNAS run under the budget (None: no budget or no DSNAS)."""
-    dsnas = config["dsnas"]
-    if budget(config) is None or not dsnas["enabled"] or not dsnas["targets_mflops"]:
+    dsnas = experiment.dsnas
+    if experiment.budget.subnet_images is None or not dsnas.targets:
         return None
-    runs = len(dsnas["targets_mflops"])
-    return _steps_per_epoch(config, f"DSNAS ({runs} runs, one per target)", dsnas["init"],
-                            dsnas["batch_size"] * runs, dsnas["epochs"] + dsnas["child_epochs"])
+    runs = len(dsnas.targets)
+    return _steps_per_epoch(experiment, f"DSNAS ({runs} runs, one per target)", dsnas.from_warmup,
+                            dsnas.batch_size * runs, dsnas.run_epochs)
 
 
-def _check_epoch_length(config: dict[str, Any], who: str, steps: int, batch_size: int, images: int,
+def _check_epoch_length(experiment: ExperimentSpec, who: str, steps: int, batch_size: int, images: int,
                         fix: str) -> None:
     batches = images // batch_size
     if steps > batches:
         raise ConfigError(
-            f"config key 'budget.subnet_images' = {budget(config)}: {who} needs {steps} steps per epoch, but an "
-            f"epoch of the {images} training images has only {batches} batches of {batch_size}; {fix}, or lower "
-            "the budget")
+            f"config key 'budget.subnet_images' = {experiment.budget.subnet_images}: {who} needs {steps} steps "
+            f"per epoch, but an epoch of the {images} training images has only {batches} batches of {batch_size}; "
+            f"{fix}, or lower the budget")
 
 
-def check_budget(config: dict[str, Any]) -> None:
+def check_budget(experiment: ExperimentSpec) -> None:
     """Refuse a budget some method cannot meet, before any job runs."""
-    for method in config["methods"]:
-        method_steps_per_epoch(config, method)
-    dsnas_steps = dsnas_steps_per_epoch(config)
-    if budget(config) is None:
+    for method in experiment.methods:
+        method_steps_per_epoch(experiment, method)
+    dsnas_steps = dsnas_steps_per_epoch(experiment)
+    if experiment.budget.subnet_images is None:
         return
-    images = train_split_size(config["data"])
-    warmup = training_settings(config, "warmup")
-    _check_epoch_length(config, "the warm-up", warmup["max_steps_per_epoch"], warmup["batch_size"], images,
+    images = train_split_size(experiment.data)
+    warmup = experiment.recipe(WARMUP)
+    _check_epoch_length(experiment, "the warm-up", warmup.max_steps_per_epoch, warmup.batch_size, images,
                         "lower 'warmup.max_steps_per_epoch' and raise 'warmup.epochs'")
-    for method in config["methods"]:
-        settings = training_settings(config, method)
-        _check_epoch_length(config, f"method {method!r}", method_steps_per_epoch(config, method),
-                            settings["batch_size"], images,
+    for method in experiment.methods:
+        _check_epoch_length(experiment, f"method {method!r}", method_steps_per_epoch(experiment, method),
+                            experiment.recipe(method).batch_size, images,
                             f"raise 'training.epochs' (or 'methods.{method}.training.epochs')")
     if dsnas_steps is not None:
-        _check_epoch_length(config, "DSNAS", dsnas_steps, config["dsnas"]["batch_size"], images,
+        _check_epoch_length(experiment, "DSNAS", dsnas_steps, experiment.dsnas.batch_size, images,
                             "raise 'dsnas.epochs' or 'dsnas.child_epochs'")

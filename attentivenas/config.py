@@ -1,7 +1,7 @@
 """The one config loader: YAML in, validated dict with defaults out, or an error naming the key.
 
 Every entry point (the command line, the Snakefile, the tests) goes through `load_config`, so bad
-input fails before any data is loaded or any weight is trained.
+input fails before any data is loaded or any weight is trained; attentivenas.specs then types it.
 """
 
 from __future__ import annotations
@@ -125,47 +125,3 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
             merged[key] = copy.deepcopy(value)
     return merged
 
-
-def training_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
-    """The training recipe of a run (`warmup` or a method name): `training` overlaid with its overrides.
-
-    A stage's settings (attentivenas.stages) carry the recipe already resolved, without overrides."""
-    if run == "warmup":
-        return merge(config["training"], config.get("warmup", {}))
-    return merge(config["training"], _method(config, run).get("training", {}))
-
-
-def run_seeds(config: dict[str, Any]) -> list[int]:
-    """The seeds each method's training, search and DSNAS run once per: config `seeds`, else [seed]."""
-    return list(config["seeds"]) if config.get("seeds") else [config["seed"]]
-
-
-def baseline_method(config: dict[str, Any]) -> str | None:
-    """The method the report tests every other against: the first uniform-sampling (BigNAS) one."""
-    return next((name for name, entry in config["methods"].items() if entry["sampler"] == "uniform"), None)
-
-
-def _method(config: dict[str, Any], method: str) -> dict[str, Any]:
-    if method not in config["methods"]:
-        raise ConfigError(f"unknown method {method!r}: config key 'methods' defines "
-                          f"{', '.join(config['methods']) or 'none'}")
-    return config["methods"][method]
-
-
-def method_spec(config: dict[str, Any], method: str) -> dict[str, Any]:
-    """The keys of a method entry its training reads: the sampler, and for the attentive one its mode,
-    k and estimator (a uniform method ignores them)."""
-    entry = _method(config, method)
-    if entry["sampler"] == "uniform":
-        return {"sampler": "uniform"}
-    return {key: entry[key] for key in ("sampler", "mode", "k", "estimator")}
-
-
-def method_label(config: dict[str, Any], method: str) -> str:
-    """How tables and figures name a method: its `label`, or one made from its sampler settings."""
-    entry = _method(config, method)
-    if "label" in entry:
-        return entry["label"]
-    if entry["sampler"] == "uniform":
-        return "BigNAS (uniform)"
-    return f"AttentiveNAS {entry['mode']}-{entry['k']} ({entry['estimator']})"

@@ -74,13 +74,14 @@ from torch import nn
 from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
 from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import evaluator_from_config
+from attentivenas.evaluation import evaluator_for
 from attentivenas.flops import count, flops_range, mflops
 from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
 from attentivenas.run_loop import EpochOrder, RunLoop, check_finite, run_identity
 from attentivenas.runtime import resolve_device, seed_everything, use_channels_last
 from attentivenas.space import SearchSpace, Subnet, expanded_channels, se_channels
+from attentivenas.specs import DsnasJob, DsnasSpec
 from attentivenas.static import adapt_resolution
 from attentivenas.supernet import DynamicBlock, Supernet
 
@@ -403,21 +404,21 @@ class StepRecord:
 class DSNAS:
     """One weight-sharing supernet and its architecture distribution, trained jointly one step at a time."""
 
-    def __init__(self, supernet: Supernet, settings: dict[str, Any], target_mflops: float, total_steps: int,
+    def __init__(self, supernet: Supernet, recipe: DsnasSpec, target_mflops: float, total_steps: int,
                  warmup_steps: int, seed: int, search_steps: int | None = None):
         self.supernet = supernet
         self.space = supernet.space
-        self.settings = settings
+        self.recipe = recipe
         self.target_mflops = target_mflops
         self.warmup_steps = warmup_steps
         self.search_steps = total_steps if search_steps is None else search_steps
         self.device = next(supernet.parameters()).device
         self.distribution = ArchitectureDistribution(self.space).to(self.device)
-        self.weight_optimizer = build_optimizer(supernet, settings)
+        self.weight_optimizer = build_optimizer(supernet, recipe)
         self.scheduler = warmup_cosine(self.weight_optimizer, total_steps, warmup_steps=0, start_factor=1.0)
-        self.arch_optimizer = torch.optim.Adam(self.distribution.parameters(), lr=settings["arch_lr"],
-                                               betas=tuple(settings["arch_betas"]), foreach=True)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
+        self.arch_optimizer = torch.optim.Adam(self.distribution.parameters(), lr=recipe.arch_lr,
+                                               betas=tuple(recipe.arch_betas), foreach=True)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         self.generator = torch.Generator().manual_seed(seed)
         self.step_count = 0
 
@@ -436,7 +437,7 @@ class DSNAS:
             self.distribution.fix_all(self.step_count)
         searching = self.searching
         choices = self.distribution.sample(self.generator, uniform=not searching)
-        self.supernet.set_active_subnet(self.distribution.subnet(choices), regularize=self.settings["regularize"])
+        self.supernet.set_active_subnet(self.distribution.subnet(choices), regularize=self.recipe.regularize)
         self.supernet.train()
         gates = self.distribution.gates(choices) if searching else None
         with gated(self.supernet, gates):
@@ -459,8 +460,7 @@ class DSNAS:
         """One Adam step of the logits along the DSNAS estimate plus the FLOPs penalty, then freezing."""
         if not credits:
             return
-        weight, kind = self.settings["flops_penalty"], self.settings["flops_penalty_kind"]
-        side = self.settings["flops_penalty_side"]
+        weight, kind, side = self.recipe.flops_penalty, self.recipe.flops_penalty_kind, self.recipe.flops_penalty_side
         penalty = flops_penalty(sampled_mflops, self.target_mflops, weight, side) if kind == "score_function" else 0.0
         slope = flops_penalty_slope(sampled_mflops, self.target_mflops, side)
         positions = sorted(credits)
@@ -473,7 +473,7 @@ class DSNAS:
         self.arch_optimizer.zero_grad(set_to_none=True)
         surrogate.backward()
         self.arch_optimizer.step()
-        self.distribution.freeze_confident(self.settings["fix_margin"], self.step_count)
+        self.distribution.freeze_confident(self.recipe.fix_margin, self.step_count)
 
     def child(self) -> Subnet:
         return self.distribution.subnet(self.distribution.argmax_choices())
@@ -502,24 +502,22 @@ def check_target(space: SearchSpace, target_mflops: float) -> None:
                          f"space {space.name!r}, which spans {low:.3f} to {high:.3f} MFLOPs")
 
 
-def _identity(config: dict[str, Any], space: SearchSpace, target_mflops: float, device: torch.device,
+def _identity(job: DsnasJob, space: SearchSpace, target_mflops: float, device: torch.device,
               init_from: str | Path | None) -> dict[str, Any]:
     """Everything that determines the run's result (`run_identity`); other targets are left out."""
-    dsnas = {key: value for key, value in config["dsnas"].items() if key not in ("targets_mflops", "enabled")}
-    return run_identity({"target_mflops": float(target_mflops), "seed": config["seed"], "space": space.to_dict(),
-                         "resolution_mode": config["resolution_mode"], "data": config["data"],
-                         "supernet": config["supernet"], "dsnas": dsnas, "evaluation": config["evaluation"],
-                         "device": device.type}, {"init_from": init_from})
+    return run_identity({"target_mflops": float(target_mflops), "seed": job.seed, "space": space.to_dict(),
+                         "resolution_mode": job.resolution_mode, "data": job.data,
+                         "supernet": job.supernet.to_dict(), "dsnas": job.dsnas.to_dict(),
+                         "evaluation": job.evaluation.to_dict(), "device": device.type}, {"init_from": init_from})
 
 
-def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path | None) -> dict | None:
+def _load_init(recipe: DsnasSpec, space: SearchSpace, init_from: str | Path | None) -> dict | None:
     """The warm-up checkpoint's state when `dsnas.init` is warmup; errors when init and flag disagree."""
-    init = config["dsnas"]["init"]
-    if init == "warmup" and init_from is None:
+    if recipe.from_warmup and init_from is None:
         raise DSNASError("config key dsnas.init is 'warmup' but no --init-from checkpoint was given; pass "
                          "the warm-up supernet (results/<name>/warmup/supernet.pt), or set dsnas.init: "
                          "scratch")
-    if init == "scratch" and init_from is not None:
+    if not recipe.from_warmup and init_from is not None:
         raise DSNASError(f"--init-from {init_from} was given but config key dsnas.init is 'scratch'; "
                          "set dsnas.init: warmup to start from it")
     if init_from is None:
@@ -527,26 +525,26 @@ def _load_init(config: dict[str, Any], space: SearchSpace, init_from: str | Path
     return load_checkpoint(init_from, space)
 
 
-def _steps_per_epoch(settings: dict[str, Any], train_images: int, source: str) -> int:
-    if train_images < settings["batch_size"]:
-        raise DSNASError(f"config key dsnas.batch_size={settings['batch_size']} exceeds the {train_images} "
+def _steps_per_epoch(recipe: DsnasSpec, train_images: int, source: str) -> int:
+    if train_images < recipe.batch_size:
+        raise DSNASError(f"config key dsnas.batch_size={recipe.batch_size} exceeds the {train_images} "
                          f"training images of {source}")
-    steps = train_images // settings["batch_size"]
-    return steps if settings["max_steps_per_epoch"] is None else min(steps, settings["max_steps_per_epoch"])
+    steps = train_images // recipe.batch_size
+    return steps if recipe.max_steps_per_epoch is None else min(steps, recipe.max_steps_per_epoch)
 
 
 class _SearchTask:
     """DSNAS as the run loop's task: each epoch's batches in a seeded order, one joint step each."""
 
-    def __init__(self, search: DSNAS, config: dict[str, Any], splits, steps_per_epoch: int):
-        self.search, self.config, self.splits, self.steps_per_epoch = search, config, splits, steps_per_epoch
+    def __init__(self, search: DSNAS, job: DsnasJob, splits, steps_per_epoch: int):
+        self.search, self.job, self.splits, self.steps_per_epoch = search, job, splits, steps_per_epoch
 
     def batches(self, epoch: int, start: int):
-        batch_size = self.search.settings["batch_size"]
-        order = EpochOrder(len(self.splits.train), batch_size, 1, 0, self.config["seed"], epoch, start,
+        batch_size = self.search.recipe.batch_size
+        order = EpochOrder(len(self.splits.train), batch_size, 1, 0, self.job.seed, epoch, start,
                            self.steps_per_epoch)
-        return make_loader(self.splits.train, batch_size, shuffle=False, seed=self.config["seed"] + epoch,
-                           drop_last=True, num_workers=self.config["data"]["num_workers"], sampler=order)
+        return make_loader(self.splits.train, batch_size, shuffle=False, seed=self.job.seed + epoch,
+                           drop_last=True, num_workers=self.job.data["num_workers"], sampler=order)
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, Any]:
         device = self.search.device
@@ -567,50 +565,50 @@ class _SearchTask:
         self.search.load_state_dict(state)
 
 
-def run_dsnas(config: dict[str, Any], target_mflops: float, out_dir: str | Path,
+def run_dsnas(job: DsnasJob, target_mflops: float, out_dir: str | Path,
               init_from: str | Path | None = None, progress: bool = True,
               on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Search one child at `target_mflops`, evaluate it, write its outputs into `out_dir`; the summary.
 
-    `config` is a validated experiment config. Outputs: child.json, summary.json, metrics.csv,
+    Outputs: child.json, summary.json, metrics.csv,
     supernet.pt and timings.json. A rerun resumes from out_dir/resume.pt, written every
     `dsnas.checkpoint_every_steps` steps and after every epoch; `on_step(step)` follows every step.
     """
-    space = SearchSpace.load(config["space"])
-    settings = config["dsnas"]
+    space = SearchSpace.load(job.space)
+    recipe = job.dsnas
     check_target(space, target_mflops)
-    init_state = _load_init(config, space, init_from)
+    init_state = _load_init(recipe, space, init_from)
     out_dir = Path(out_dir)
 
-    seed_everything(config["seed"])
-    device = resolve_device(config["device"])
-    supernet = Supernet(space, resolution_mode=config["resolution_mode"], **{
-        key: config["supernet"][key] for key in ("dropout", "drop_connect")})
+    seed_everything(job.seed)
+    device = resolve_device(job.device)
+    supernet = Supernet(space, resolution_mode=job.resolution_mode, dropout=job.supernet.dropout,
+                        drop_connect=job.supernet.drop_connect)
     if init_state is not None:
         restore_weights(supernet, init_state, init_from)
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    steps_per_epoch = _steps_per_epoch(settings, len(splits.train), config["data"]["source"])
-    epochs = settings["epochs"] + settings["child_epochs"]
-    supernet.to(device).use_channels_last(use_channels_last(config["memory_format"]))
-    search = DSNAS(supernet, settings, target_mflops, steps_per_epoch * epochs,
-                   warmup_steps=round(settings["warmup_epochs"] * steps_per_epoch), seed=config["seed"],
-                   search_steps=steps_per_epoch * settings["epochs"])
-    task = _SearchTask(search, config, splits, steps_per_epoch)
-    identity = _identity(config, space, target_mflops, device, init_from)
+    splits = build_splits(job.data, image_size=space.base_resolution)
+    steps_per_epoch = _steps_per_epoch(recipe, len(splits.train), job.data["source"])
+    epochs = recipe.run_epochs
+    supernet.to(device).use_channels_last(use_channels_last(job.memory_format))
+    search = DSNAS(supernet, recipe, target_mflops, steps_per_epoch * epochs,
+                   warmup_steps=round(recipe.warmup_epochs * steps_per_epoch), seed=job.seed,
+                   search_steps=steps_per_epoch * recipe.epochs)
+    task = _SearchTask(search, job, splits, steps_per_epoch)
+    identity = _identity(job, space, target_mflops, device, init_from)
     loop = RunLoop(out_dir, supernet, identity, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                   checkpoint_every=settings["checkpoint_every_steps"], log_every=1,
+                   checkpoint_every=recipe.checkpoint_every_steps, log_every=1,
                    metric_fields=["step", "epoch", *(f.name for f in fields(StepRecord))],
                    description=f"dsnas {target_mflops:g} MFLOPs", progress=progress)
     loop.resume(task)
     loop.run(task, on_step)
     search_seconds = loop.wall_seconds
-    summary, evaluation_seconds = _finish(config, splits, search, out_dir, device)
+    summary, evaluation_seconds = _finish(job, splits, search, out_dir, device)
     loop.finish({"wall_seconds": round(search_seconds + evaluation_seconds, 3),
                  "search_seconds": round(search_seconds, 3), "evaluation_seconds": round(evaluation_seconds, 3)})
     return summary
 
 
-def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path,
+def _finish(job: DsnasJob, splits, search: DSNAS, out_dir: Path,
             device: torch.device) -> tuple[dict[str, Any], float]:
     """Derive the argmax child, save the supernet, evaluate the child, write the outputs.
 
@@ -622,22 +620,22 @@ def _finish(config: dict[str, Any], splits, search: DSNAS, out_dir: Path,
         search.supernet, method="dsnas", target_mflops=search.target_mflops, child=child.to_dict(),
         architecture=search.distribution.state_dict()))
     evaluation_started = time.perf_counter()
-    evaluators = {split: evaluator_from_config(config, splits, split, device) for split in ("search", "test")}
+    evaluators = {split: evaluator_for(job, splits, split, device) for split in ("search", "test")}
     results = {split: evaluator.evaluate(search.supernet, child) for split, evaluator in evaluators.items()}
     evaluation_seconds = time.perf_counter() - evaluation_started
-    calibration_images = min(config["evaluation"]["calibration_images"], len(splits.calibration))
+    calibration_images = min(job.evaluation.calibration_images, len(splits.calibration))
     decisions = search.distribution.describe()
     search_steps = min(search.step_count, search.search_steps)
     child_steps = search.step_count - search_steps
     summary = {
         "method": "dsnas", "target_mflops": search.target_mflops, "mflops": cost.mflops,
         "params_m": cost.params_m, "top1_search": results["search"].top1, "top1_test": results["test"].top1,
-        "images_processed": search.step_count * search.settings["batch_size"],
-        "subnet_images_trained": search.step_count * search.settings["batch_size"],
+        "images_processed": search.step_count * search.recipe.batch_size,
+        "subnet_images_trained": search.step_count * search.recipe.batch_size,
         "evaluation_images": sum(r.images + calibration_images for r in results.values()),
         "steps": search.step_count, "warmup_steps": search.warmup_steps, "search_steps": search_steps,
-        "child_steps": child_steps, "child_images": child_steps * search.settings["batch_size"],
-        "init": search.settings["init"],
+        "child_steps": child_steps, "child_images": child_steps * search.recipe.batch_size,
+        "init": search.recipe.init,
         "child": child.to_dict(),
         "frozen": {label: {"choice": d["frozen_choice"], "step": d["frozen_step"]}
                    for label, d in decisions.items() if d["frozen_choice"] is not None},

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from attentivenas.config import load_config, run_seeds
+from attentivenas.config import load_config
 from attentivenas.layout import ABLATIONS, DSNAS, FIGURES, ResultsLayout, target_label
 from attentivenas.pipeline import DEFAULT_CONFIG, method_needs
+from attentivenas.specs import ExperimentSpec
 from attentivenas.stages import space_source, stage_config_keys, stage_sources
 
 HEADER = """\
@@ -92,20 +93,20 @@ def _unique(items: list[Any]) -> list[Any]:
     return result
 
 
-def _upstream(name: str, config: dict[str, Any], layout: ResultsLayout) -> list[Path]:
-    methods, seeds = list(config["methods"]), run_seeds(config)
-    targets = _dsnas_targets(config)
+def _upstream(name: str, experiment: ExperimentSpec, layout: ResultsLayout) -> list[Path]:
+    methods, seeds = list(experiment.methods), experiment.run_seeds
+    targets = _dsnas_targets(experiment)
     if name == "predictor":
         return [layout.data_summary]
     if name == "supernet":
-        needs = [method_needs(config, m) for m in methods]
+        needs = [method_needs(experiment, m) for m in methods]
         return ([layout.data_summary] + ([layout.warmup.checkpoint] if any(n["warmup"] for n in needs) else [])
                 + ([layout.predictor.predictor] if any(n["predictor"] for n in needs) else []))
     if name == "search":
-        predictor = [layout.predictor.predictor] if config["search"]["predictor_prefilter"] else []
+        predictor = [layout.predictor.predictor] if experiment.search.predictor_prefilter else []
         return [layout.supernet(m, s).checkpoint for m in methods for s in seeds] + predictor
     if name == "dsnas":
-        return [layout.data_summary] + ([layout.warmup.checkpoint] if config["dsnas"]["init"] == "warmup" else [])
+        return [layout.data_summary] + ([layout.warmup.checkpoint] if experiment.dsnas.from_warmup else [])
     if name == "paper":
         search = [layout.search(m, s) for m in methods for s in seeds]
         supernet = [layout.supernet(m, s) for m in methods for s in seeds]
@@ -117,19 +118,19 @@ def _upstream(name: str, config: dict[str, Any], layout: ResultsLayout) -> list[
     return []
 
 
-def _dsnas_targets(config: dict[str, Any]) -> list[str]:
-    return [target_label(t) for t in config["dsnas"]["targets_mflops"]] if config["dsnas"]["enabled"] else []
+def _dsnas_targets(experiment: ExperimentSpec) -> list[str]:
+    return [target_label(t) for t in experiment.dsnas.targets]
 
 
-def _report_rows(config: dict[str, Any]) -> list[str]:
+def _report_rows(experiment: ExperimentSpec) -> list[str]:
     """The rows of the report's per-method metrics: each method, then DSNAS when it runs."""
-    return list(config["methods"]) + ([DSNAS] if _dsnas_targets(config) else [])
+    return list(experiment.methods) + ([DSNAS] if _dsnas_targets(experiment) else [])
 
 
-def _artefacts(name: str, config: dict[str, Any], layout: ResultsLayout) -> dict[str, list]:
+def _artefacts(name: str, experiment: ExperimentSpec, layout: ResultsLayout) -> dict[str, list]:
     """The milestone's outs and metrics: checkpoints, the predictor and the chosen models cached, the rest
     tracked by git; all kept in place on a rerun but the paper's."""
-    methods, seeds = list(config["methods"]), run_seeds(config)
+    methods, seeds = list(experiment.methods), experiment.run_seeds
     if name == "data":
         return {"outs": [_entry(layout.data_summary, KEPT)]}
     if name == "predictor":
@@ -147,14 +148,14 @@ def _artefacts(name: str, config: dict[str, Any], layout: ResultsLayout) -> dict
                 + [_entry(p, KEPT) for r in runs for p in (r.chosen, r.evaluated, r.front, r.hypervolume,
                                                                 r.summary)]}
     if name == "dsnas":
-        runs = [layout.dsnas(t, s) for t in _dsnas_targets(config) for s in seeds]
+        runs = [layout.dsnas(t, s) for t in _dsnas_targets(experiment) for s in seeds]
         return {"outs": [_entry(r.checkpoint, PERSIST) for r in runs]
                 + [_entry(p, KEPT) for r in runs for p in (r.child, r.summary, r.metrics)]}
     paper = layout.paper
     return {"outs": [_entry(p, NO_CACHE) for p in (paper.table_markdown, paper.table_csv, paper.table_latex,
                                                      paper.statistics, paper.figures_dir, paper.fronts_data,
                                                      paper.training_curves_data, paper.ablations_dir)],
-            "metrics": [_entry(paper.metrics(row), NO_CACHE) for row in _report_rows(config)]}
+            "metrics": [_entry(paper.metrics(row), NO_CACHE) for row in _report_rows(experiment)]}
 
 
 def _series(paths: list[Path], fields: str | list[str]) -> dict[str, str | list[str]]:
@@ -162,13 +163,13 @@ def _series(paths: list[Path], fields: str | list[str]) -> dict[str, str | list[
     return {path.as_posix(): fields if isinstance(fields, str) else list(fields) for path in paths}
 
 
-def plots(config: dict[str, Any], layout: ResultsLayout) -> list[dict[str, Any]]:
+def plots(experiment: ExperimentSpec, layout: ResultsLayout) -> list[dict[str, Any]]:
     """dvc.yaml's top-level plots: each data plot with its axes and one series per run (so `dvc plots
     diff` and the experiment views compare runs), then the PNG figures as images."""
-    methods, seeds = list(config["methods"]), run_seeds(config)
+    methods, seeds = list(experiment.methods), experiment.run_seeds
     search = [layout.search(m, s) for m in methods for s in seeds]
     training = [layout.supernet(m, s) for m in methods for s in seeds]
-    dsnas = [layout.dsnas(t, s) for t in _dsnas_targets(config) for s in seeds]
+    dsnas = [layout.dsnas(t, s) for t in _dsnas_targets(experiment) for s in seeds]
     data = {
         "pareto_fronts_test": {"x": "mflops", "y": _series([s.chosen for s in search], "top1_test"),
                                "template": "scatter", "title": "Chosen models: test top-1 against MFLOPs",
@@ -192,7 +193,7 @@ def plots(config: dict[str, Any], layout: ResultsLayout) -> list[dict[str, Any]]
         data["dsnas_loss"] = {"x": "step", "y": _series([r.metrics for r in dsnas], "loss"), "template": "linear",
                               "title": "DSNAS training loss per FLOPs target", "x_label": "step", "y_label": "loss"}
     entries: list[Any] = [{name: spec} for name, spec in data.items()]
-    if "png" in config["report"]["formats"]:
+    if "png" in experiment.report.formats:
         paper = layout.paper
         entries += [paper.figure(name, "png").as_posix() for name in FIGURES]
         entries += [paper.ablation(name, "png").as_posix() for name in ABLATIONS]
@@ -210,7 +211,8 @@ def _present(raw: dict[str, Any], key: str) -> bool:
 
 
 def watched_keys(raw: dict[str, Any], config: dict[str, Any], stages: tuple[str, ...]) -> list[str]:
-    """The config keys the stages read that the file spells out (DVC sees only the file), outermost first."""
+    """The config keys the stages read that the file spells out (DVC sees only the file), outermost first;
+    `config` is the file's validated config."""
     keys = _unique([key for stage in stages for key in stage_config_keys(config, stage) if _present(raw, key)])
     return [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
 
@@ -219,21 +221,22 @@ def dvc_stages(config_path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
     config_path = Path(config_path)
     raw = yaml.safe_load(config_path.read_text()) or {}
     config = load_config(config_path)
-    layout = ResultsLayout(config["results_dir"])
-    space = space_source(config["space"])
-    data = [config["data"]["source"]] if Path(config["data"]["source"]).is_file() else []
+    experiment = ExperimentSpec.from_dict(config)
+    layout = ResultsLayout(experiment.results_dir)
+    space = space_source(experiment.space)
+    data = [experiment.data["source"]] if Path(experiment.data["source"]).is_file() else []
     stages = {}
     for name, milestone in MILESTONES.items():
         scripts = _unique([f"workflow/scripts/{SCRIPTS[s]}" for s in milestone.stages])
         code = sorted({path for s in milestone.stages for path in stage_sources(s)})
         workflow = ["Snakefile", *([milestone.snakefile] if milestone.snakefile else []), milestone.rule_file]
         deps = [*workflow, *scripts, *code, space,
-                *(data if name == "data" else []), *(p.as_posix() for p in _upstream(name, config, layout))]
+                *(data if name == "data" else []), *(p.as_posix() for p in _upstream(name, experiment, layout))]
         stage = {"cmd": milestone.command, "deps": _unique(deps),
                  "params": [{config_path.as_posix(): watched_keys(raw, config, milestone.stages)}]}
-        stage.update({key: value for key, value in _artefacts(name, config, layout).items() if value})
+        stage.update({key: value for key, value in _artefacts(name, experiment, layout).items() if value})
         stages[name] = stage
-    return {"stages": stages, "plots": plots(config, layout)}
+    return {"stages": stages, "plots": plots(experiment, layout)}
 
 
 def render(config_path: str | Path = DEFAULT_CONFIG) -> str:

@@ -29,6 +29,7 @@ from attentivenas.flops import count
 from attentivenas.progress import progress_bar
 from attentivenas.runtime import use_channels_last
 from attentivenas.space import Subnet
+from attentivenas.specs import EvaluationSpec, NetworkJob
 from attentivenas.static import StaticSubnet, fold_batchnorm
 from attentivenas.supernet import Supernet
 
@@ -84,7 +85,7 @@ class SubnetEvaluator:
     held in memory (small data) or drawn again for every subnet (data above `CACHE_LIMIT_BYTES`).
     """
 
-    def __init__(self, splits: DataSplits, split: str, settings: dict[str, Any], device: torch.device,
+    def __init__(self, splits: DataSplits, split: str, settings: EvaluationSpec, device: torch.device,
                  seed: int, max_images: int | None = None, num_workers: int = 0, channels_last: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -96,9 +97,9 @@ class SubnetEvaluator:
         dataset = getattr(splits, split)
         if max_images is not None and max_images < len(dataset):
             dataset = subset(dataset, max_images, seed)
-        self.calibration_set = subset(splits.calibration, settings["calibration_images"], seed)
-        self.calibration_batch_size = settings["calibration_batch_size"]
-        self.eval_loader = make_loader(dataset, settings["batch_size"], shuffle=False, seed=seed,
+        self.calibration_set = subset(splits.calibration, settings.calibration_images, seed)
+        self.calibration_batch_size = settings.calibration_batch_size
+        self.eval_loader = make_loader(dataset, settings.batch_size, shuffle=False, seed=seed,
                                        num_workers=num_workers)
         image_bytes = 4 * splits.in_channels * splits.image_size ** 2
         self.cached_calibration = None
@@ -169,17 +170,16 @@ class SubnetEvaluator:
                 for s in progress_bar(subnets, desc=description, disable=not progress, leave=False)]
 
 
-def evaluator_from_config(config: dict[str, Any], splits: DataSplits, split: str, device: torch.device,
-                          max_images: int | None = None) -> SubnetEvaluator:
-    """The evaluator a pipeline stage uses: the config's `evaluation` settings, seed and data workers.
+def evaluator_for(job: NetworkJob, splits: DataSplits, split: str, device: torch.device,
+                  max_images: int | None = None) -> SubnetEvaluator:
+    """The evaluator a job uses: its `evaluation` settings, seed, data workers and memory format.
 
     More calibration images than the training split holds is capped at the split, and the cap logged.
     """
-    requested, available = config["evaluation"]["calibration_images"], len(splits.calibration)
+    requested, available = job.evaluation.calibration_images, len(splits.calibration)
     if requested > available:
         LOG.warning("config key 'evaluation.calibration_images' = %d exceeds the %d training images of "
                     "data.source %s: BatchNorm calibration uses all %d", requested, available,
-                    config["data"]["source"], available)
-    return SubnetEvaluator(splits, split, config["evaluation"], device, config["seed"], max_images=max_images,
-                           num_workers=config["data"]["num_workers"],
-                           channels_last=use_channels_last(config["memory_format"]))
+                    job.data["source"], available)
+    return SubnetEvaluator(splits, split, job.evaluation, device, job.seed, max_images=max_images,
+                           num_workers=job.data["num_workers"], channels_last=use_channels_last(job.memory_format))

@@ -7,6 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from attentivenas.specs import DsnasSpec, TrainingSpec
+
+SgdRecipe = TrainingSpec | DsnasSpec
+"""A recipe with the SGD keys: lr, lr_scaling, batch_size, momentum, nesterov, weight_decay."""
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two SGD groups: decayed weights, and BN parameters plus all biases without weight decay."""
@@ -22,18 +27,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             {"params": [p for p in parameters if id(p) in no_decay], "weight_decay": 0.0}]
 
 
-def peak_lr(settings: dict[str, Any]) -> float:
+def peak_lr(recipe: SgdRecipe) -> float:
     """`lr` per 256 images, scaled with the batch: linearly, or by the reference's max(1, batch // 256)."""
-    if settings["lr_scaling"] == "reference":
-        return settings["lr"] * max(1, settings["batch_size"] // 256)
-    return settings["lr"] * settings["batch_size"] / 256
+    if recipe.lr_scaling == "reference":
+        return recipe.lr * max(1, recipe.batch_size // 256)
+    return recipe.lr * recipe.batch_size / 256
 
 
-def build_optimizer(model: nn.Module, settings: dict[str, Any], *, fused: bool | None = None) -> torch.optim.SGD:
+def build_optimizer(model: nn.Module, recipe: SgdRecipe, *, fused: bool | None = None) -> torch.optim.SGD:
     """SGD; `fused` (CUDA) lets an fp16 loss scaler skip inf steps without reading a flag on the host."""
-    nesterov = settings["nesterov"] and settings["momentum"] > 0
-    return torch.optim.SGD(parameter_groups(model, settings["weight_decay"]), lr=peak_lr(settings),
-                           momentum=settings["momentum"], nesterov=nesterov, fused=fused)
+    nesterov = recipe.nesterov and recipe.momentum > 0
+    return torch.optim.SGD(parameter_groups(model, recipe.weight_decay), lr=peak_lr(recipe),
+                           momentum=recipe.momentum, nesterov=nesterov, fused=fused)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,

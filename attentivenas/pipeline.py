@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from attentivenas.budget import check_budget
-from attentivenas.config import load_config, method_spec, training_settings, validate_config
+from attentivenas.config import load_config, validate_config
+from attentivenas.specs import ExperimentSpec
 from attentivenas.stages import PACKAGE, space_source, stage_sources
 
 DEFAULT_CONFIG = "config/config.yaml"
 
 
-def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, Any]:
-    """Snakemake's config validated, with defaults, its budget checked; without `--configfile`, the default
-    config file.
+def resolve_config(config: dict[str, Any], configfiles: list[str]) -> ExperimentSpec:
+    """Snakemake's config validated, with defaults, typed, its budget checked; without `--configfile`, the
+    default config file.
 
     Nothing is written: each job receives its stage's settings as a rule parameter.
     """
@@ -29,8 +30,9 @@ def resolve_config(config: dict[str, Any], configfiles: list[str]) -> dict[str, 
         resolved = validate_config(dict(config), source=str(configfiles[-1]))
     else:
         resolved = load_config(DEFAULT_CONFIG, overrides=dict(config))
-    check_budget(resolved)
-    return resolved
+    experiment = ExperimentSpec.from_dict(resolved)
+    check_budget(experiment)
+    return experiment
 
 
 def _workflow_path(path: str) -> str:
@@ -44,23 +46,21 @@ def stage_code(stage: str) -> list[str]:
     return [_workflow_path(path) for path in stage_sources(stage)]
 
 
-def space_file(config: dict[str, Any]) -> str:
+def space_file(experiment: ExperimentSpec) -> str:
     """The search space's YAML file, which every stage reads."""
-    source = space_source(config["space"])
+    source = space_source(experiment.space)
     return _workflow_path(source) if source.startswith(PACKAGE.name + "/") else source
 
 
-def data_files(config: dict[str, Any]) -> list[str]:
+def data_files(experiment: ExperimentSpec) -> list[str]:
     """The dataset's source when it is one file (an .npz archive); folders are left to prepare_data's digest."""
-    source = Path(config["data"]["source"])
+    source = Path(experiment.data["source"])
     return [str(source)] if source.is_file() else []
 
 
-def method_needs(config: dict[str, Any], method: str) -> dict[str, bool]:
+def method_needs(experiment: ExperimentSpec, method: str) -> dict[str, bool]:
     """Which shared files a method's training starts from: the warm-up weights, the accuracy predictor."""
-    spec = method_spec(config, method)
-    return {"warmup": training_settings(config, method)["init"] == "warmup",
-            "predictor": spec["sampler"] == "attentive" and spec["estimator"] == "predictor"}
+    return {"warmup": experiment.recipe(method).from_warmup, "predictor": experiment.method(method).uses_predictor}
 
 
 def run_stage(smk: Any, argv: list[str]) -> None:

@@ -35,6 +35,7 @@ from attentivenas.errors import UserInputError
 from attentivenas.evaluation import EvalResult
 from attentivenas.io import read_csv, write_npz
 from attentivenas.space import SearchSpace, Subnet, SubnetError
+from attentivenas.specs import PredictorSpec
 
 REGRESSORS: dict[str, type[RegressorMixin]] = {
     "random_forest": RandomForestRegressor,
@@ -228,15 +229,14 @@ class PredictorFit:
     predictions: list[dict[str, float]]
 
 
-def fit_predictor(space: SearchSpace, table: SampleTable, settings: Mapping[str, Any],
-                  seed: int) -> PredictorFit:
-    """Fit `settings['model']` on a seeded part of `table`; score its ranking on the held-out rest."""
-    regressor = build_regressor(settings["model"], settings["params"], seed)
+def fit_predictor(space: SearchSpace, table: SampleTable, settings: PredictorSpec, seed: int) -> PredictorFit:
+    """Fit `settings.model` on a seeded part of `table`; score its ranking on the held-out rest."""
+    regressor = build_regressor(settings.model, settings.params, seed)
     n = len(table.subnets)
-    held = round(n * settings["holdout_fraction"])
+    held = round(n * settings.holdout_fraction)
     if held < 2 or n - held < 2:
         raise PredictorError(f"{n} sampled subnets with config key predictor.holdout_fraction="
-                             f"{settings['holdout_fraction']} leave fewer than 2 rows to fit or to hold out; "
+                             f"{settings.holdout_fraction} leave fewer than 2 rows to fit or to hold out; "
                              "sample more subnets (predictor.num_subnets) or change the fraction")
     features = np.array([space.encode(s) for s in table.subnets], dtype=np.float64)
     fit_idx, held_idx = train_test_split(np.arange(n), test_size=held, random_state=seed)
@@ -245,13 +245,13 @@ def fit_predictor(space: SearchSpace, table: SampleTable, settings: Mapping[str,
         predictor = AccuracyPredictor(regressor, space.name, space.encoding_length)
         predicted = predictor.model.predict(features[held_idx])
     except (ValueError, TypeError) as err:
-        raise PredictorError(f"config key 'predictor.params' {dict(settings['params'])} rejected by "
+        raise PredictorError(f"config key 'predictor.params' {dict(settings.params)} rejected by "
                              f"{type(regressor).__name__}: {err}") from None
     true, mflops = table.top1[held_idx], table.mflops[held_idx]
     params = regressor_arrays.plain_params(regressor)
-    metrics = {"model": settings["model"], "params": params, "n_fit": int(len(fit_idx)),
+    metrics = {"model": settings.model, "params": params, "n_fit": int(len(fit_idx)),
                "n_heldout": int(len(held_idx)),
-               **rank_metrics(true, predicted, mflops, settings["flops_bins"]),
+               **rank_metrics(true, predicted, mflops, settings.flops_bins),
                "sklearn_version": sklearn.__version__}
     predictions = [{"mflops": float(m), "true": float(t), "predicted": float(p)}
                    for m, t, p in zip(mflops, true, predicted, strict=True)]

@@ -1,8 +1,8 @@
 """The paper table, figures and ablation plots, made from a results folder without retraining.
 
 Everything here reads the files the pipeline's stages wrote (attentivenas.layout), so a plot can be
-regenerated, restyled or extended at the cost of a few seconds. `config` is a validated config or a
-report stage's settings (attentivenas.stages).
+regenerated, restyled or extended at the cost of a few seconds. `job` is a report stage's settings
+(attentivenas.specs.ReportJob, resolved from a config by attentivenas.stages).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import matplotlib
 import numpy as np
 
 from attentivenas.budget import TOLERANCE
-from attentivenas.config import baseline_method, run_seeds
-from attentivenas.config import method_label as configured_label
 from attentivenas.io import atomic_write_bytes, atomic_write_text, read_csv, read_json, write_csv, write_json
 from attentivenas.layout import ABLATIONS, DSNAS, FIGURES, ResultsLayout, target_label
 from attentivenas.predictor import rank_quality
 from attentivenas.search import hypervolume
 from attentivenas.significance import PairedTest, Spread, accuracy_interval, paired_tests, spread
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ReportJob
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -115,8 +114,8 @@ class MethodResult:
         return sorted({m.target_mflops for m in self.models})
 
 
-def method_label(config: dict[str, Any], method: str) -> str:
-    return "DSNAS (one-stage)" if method == DSNAS else configured_label(config, method)
+def method_label(job: ReportJob, method: str) -> str:
+    return "DSNAS (one-stage)" if method == DSNAS else job.labels[method]
 
 
 def _compute(summary_path: Path, field: str) -> float:
@@ -124,16 +123,16 @@ def _compute(summary_path: Path, field: str) -> float:
     return float(read_json(summary_path)[field]) if summary_path.is_file() else 0.0
 
 
-def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
+def collect(job: ReportJob, results_dir: str | Path) -> list[MethodResult]:
     """Every method's chosen models (test-evaluated), hypervolume and compute per seed, DSNAS last."""
     layout = ResultsLayout(results_dir)
-    space = SearchSpace.load(config["space"])
+    space = SearchSpace.load(job.space)
     warmup = _compute(layout.warmup.summary, "subnet_images_trained")
     test_images = int(read_json(layout.data_summary)["test"]["images"])
-    seeds = run_seeds(config)
+    seeds = job.seeds
     results = []
-    for method in config["methods"]:
-        label = method_label(config, method)
+    for method in job.methods:
+        label = method_label(job, method)
         runs = []
         for seed in seeds:
             search, training = layout.search(method, seed), layout.supernet(method, seed)
@@ -145,11 +144,11 @@ def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResul
                                 warmup + _compute(training.summary, "subnet_images_trained"), float(scored),
                                 _compute(search.summary, "images_processed")))
         results.append(MethodResult(method, label, runs))
-    if config["dsnas"]["enabled"] and config["dsnas"]["targets_mflops"]:
-        label, runs = method_label(config, DSNAS), []
+    if job.dsnas.targets:
+        label, runs = method_label(job, DSNAS), []
         for seed in seeds:
             models, trained, evaluated = [], 0.0, 0.0
-            for target in config["dsnas"]["targets_mflops"]:
+            for target in job.dsnas.targets:
                 summary = read_json(layout.dsnas(target_label(target), seed).summary)
                 models.append(ModelRow(DSNAS, label, seed, f"t{target_label(target)}", float(target),
                                        json.dumps(summary["child"], sort_keys=True), float(summary["mflops"]),
@@ -157,7 +156,7 @@ def collect(config: dict[str, Any], results_dir: str | Path) -> list[MethodResul
                                        float(summary["top1_test"]), test_images))
                 trained += float(summary["subnet_images_trained"])
                 evaluated += float(summary["evaluation_images"])
-            if config["dsnas"]["init"] == "warmup":
+            if job.dsnas.from_warmup:
                 trained += warmup
             runs.append(SeedRun(seed, models, _hypervolume(space, models), trained, 0.0, evaluated))
         results.append(MethodResult(DSNAS, label, runs))
@@ -356,11 +355,10 @@ def _best_top1(result: MethodResult) -> float:
     return round(float(np.mean([max(m.top1_test for m in run.models) for run in result.runs])), 2)
 
 
-def write_pareto_table(config: dict[str, Any], results_dir: str | Path) -> list[MethodResult]:
-    space = SearchSpace.load(config["space"])
-    results = collect(config, results_dir)
-    budget = config["budget"]["subnet_images"]
-    baseline = config["baseline"] if "baseline" in config else baseline_method(config)
+def write_pareto_table(job: ReportJob, results_dir: str | Path) -> list[MethodResult]:
+    space = SearchSpace.load(job.space)
+    results = collect(job, results_dir)
+    budget, baseline = job.budget.subnet_images, job.baseline
     comparison = compare(results, baseline)
     paper = ResultsLayout(results_dir).paper
     atomic_write_text(paper.table_markdown, markdown_table(results, space, budget, baseline))
@@ -566,72 +564,72 @@ def training_curves_figure(curves: dict[str, list[dict[str, str]]], labels: dict
     return figure
 
 
-def paper_figures(config: dict[str, Any], results_dir: str | Path) -> dict[str, plt.Figure]:
+def paper_figures(job: ReportJob, results_dir: str | Path) -> dict[str, plt.Figure]:
     """Every paper figure by name (attentivenas.layout.FIGURES), drawn from the results folder."""
-    space = SearchSpace.load(config["space"])
+    space = SearchSpace.load(job.space)
     layout = ResultsLayout(results_dir)
-    results = collect(config, results_dir)  # every input is read before the first figure is drawn
+    results = collect(job, results_dir)  # every input is read before the first figure is drawn
     labels = {r.method: r.label for r in results}
-    colors = method_colors(list(config["methods"]))
-    seed = run_seeds(config)[0]  # the figures show the first seed's runs
+    colors = method_colors(job.methods)
+    seed = job.seeds[0]  # the figures show the first seed's runs
     sampled = {m: [r for r in read_csv(layout.search(m, seed).evaluated) if r["generation"] == "0"]
-               for m in config["methods"]}
+               for m in job.methods}
     predictions = read_csv(layout.predictor.predictions)
     curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m, seed).metrics)
-                                                           for m in config["methods"]}
+                                                           for m in job.methods}
     return {"pareto_fronts": pareto_fronts_figure(results, space, colors),
             "accuracy_by_flops_bin": accuracy_by_bin_figure(sampled, labels, colors),
             "predictor_rank": predictor_rank_figure(predictions),
             "training_curves": training_curves_figure(curves, labels, colors)}
 
 
-def write_figures(config: dict[str, Any], results_dir: str | Path) -> None:
+def write_figures(job: ReportJob, results_dir: str | Path) -> None:
     layout = ResultsLayout(results_dir)
     paper = layout.paper
-    figures = paper_figures(config, results_dir)
+    figures = paper_figures(job, results_dir)
     for name in FIGURES:
-        save_figure(figures[name], paper.figure_stem(name), config["report"]["formats"])
+        save_figure(figures[name], paper.figure_stem(name), job.report.formats)
     write_csv(paper.fronts_data,
               [{"method": m.method, "model": m.model, "mflops": round(m.mflops, 4), "top1_test": round(m.top1_test, 2)}
-               for r in collect(config, results_dir) for m in sorted(r.models, key=lambda m: m.mflops)])
-    seed = run_seeds(config)[0]
+               for r in collect(job, results_dir) for m in sorted(r.models, key=lambda m: m.mflops)])
+    seed = job.seeds[0]
     curves = {WARMUP: read_csv(layout.warmup.metrics)} | {m: read_csv(layout.supernet(m, seed).metrics)
-                                                           for m in config["methods"]}
+                                                           for m in job.methods}
     write_csv(paper.training_curves_data, curve_rows(curves), fieldnames=CURVE_COLUMNS)
 
 
 # -- ablations ----------------------------------------------------------------------------------
 
-def ablation_methods(config: dict[str, Any], ablation: str) -> list[str]:
+def ablation_methods(job: ReportJob, ablation: str) -> list[str]:
     """The methods an ablation compares: samplers at the loss estimator, or every attentive method
     (estimator and k) next to the uniform baseline."""
-    methods = config["methods"]
     if ablation == "sampler":
-        return [n for n, m in methods.items() if m["sampler"] == "uniform" or m["estimator"] == "loss"]
+        return [n for n, m in job.samplers.items() if not m.attentive or m.estimator == "loss"]
     if ablation in ("estimator", "k"):
-        return list(methods)
+        return job.methods
     raise ValueError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
 
 
-def _plot_k(axes: plt.Axes, config: dict[str, Any], compared: Sequence[MethodResult],
+def _plot_k(axes: plt.Axes, job: ReportJob, compared: Sequence[MethodResult],
             colors: dict[str, Any]) -> None:
     """Hypervolume against k: a grey line joins the methods that differ only in k, each point in its method's
     colour; the uniform sampler (no k) is a dashed reference line. The fronts panel's legend names them."""
     groups: dict[str, list[MethodResult]] = {}
     for r in compared:
-        m = config["methods"][r.method]
-        if m["sampler"] == "uniform":
+        m = job.samplers[r.method]
+        if not m.attentive:
             axes.axhline(r.hypervolume, color=colors[r.method], linestyle="--")
         else:
-            groups.setdefault(f"{m['mode']} ({m['estimator']})", []).append(r)
-    ks = sorted({config["methods"][r.method]["k"] for rs in groups.values() for r in rs})
+            groups.setdefault(f"{m.mode} ({m.estimator})", []).append(r)
+    k = {method: spec.k for method, spec in job.samplers.items()}
+    ks = sorted({k[r.method] for rs in groups.values() for r in rs})
     for group in groups.values():
-        group.sort(key=lambda r: config["methods"][r.method]["k"])
+        group.sort(key=lambda r: k[r.method])
         if len(group) > 1:
-            axes.plot([config["methods"][r.method]["k"] for r in group], [r.hypervolume for r in group],
+            axes.plot([k[r.method] for r in group], [r.hypervolume for r in group],
                       color="0.6", linewidth=1, zorder=1)
         for r in group:
-            axes.plot([config["methods"][r.method]["k"]], [r.hypervolume], marker="o", markersize=8,
+            axes.plot([k[r.method]], [r.hypervolume], marker="o", markersize=8,
                       linestyle="none", color=colors[r.method], zorder=2)
     axes.set_xticks(ks)
     if len(ks) == 1:
@@ -655,15 +653,15 @@ def _plot_hypervolume_bars(axes: plt.Axes, compared: Sequence[MethodResult], col
     axes.set_title("hypervolume of the chosen models (test)", fontsize=10)
 
 
-def ablation_figure(config: dict[str, Any], results: Sequence[MethodResult], ablation: str) -> plt.Figure:
+def ablation_figure(job: ReportJob, results: Sequence[MethodResult], ablation: str) -> plt.Figure:
     by_method = {r.method: r for r in results}
-    compared = [by_method[n] for n in ablation_methods(config, ablation)]
-    colors = method_colors(list(config["methods"]))
+    compared = [by_method[n] for n in ablation_methods(job, ablation)]
+    colors = method_colors(job.methods)
     figure, (fronts, summary) = _figure(2, figsize=(10, 5))
     _plot_fronts(fronts, compared, colors)
     fronts.set_title("chosen models", fontsize=10)
     if ablation == "k":
-        _plot_k(summary, config, compared, colors)
+        _plot_k(summary, job, compared, colors)
     else:
         _plot_hypervolume_bars(summary, compared, colors)
     figure.suptitle(f"Ablation: {ablation}", fontsize=11)
@@ -671,7 +669,7 @@ def ablation_figure(config: dict[str, Any], results: Sequence[MethodResult], abl
     return figure
 
 
-def write_ablation(config: dict[str, Any], results_dir: str | Path, ablation: str) -> None:
-    results = collect(config, results_dir)
-    figure = ablation_figure(config, results, ablation)
-    save_figure(figure, ResultsLayout(results_dir).paper.ablation_stem(ablation), config["report"]["formats"])
+def write_ablation(job: ReportJob, results_dir: str | Path, ablation: str) -> None:
+    results = collect(job, results_dir)
+    figure = ablation_figure(job, results, ablation)
+    save_figure(figure, ResultsLayout(results_dir).paper.ablation_stem(ablation), job.report.formats)

@@ -34,6 +34,7 @@ from attentivenas.flops import mflops
 from attentivenas.io import read_csv, write_csv
 from attentivenas.predictor import AccuracyPredictor
 from attentivenas.space import SearchSpace, Subnet
+from attentivenas.specs import TrainingJob
 from attentivenas.supernet import Supernet
 
 SAMPLERS = ("uniform", "attentive")
@@ -368,50 +369,32 @@ class AttentiveSampler:
 Sampler = UniformSampler | AttentiveSampler
 
 
-def sampler_settings(config: dict[str, Any], run: str) -> dict[str, Any]:
-    """The sampler a run trains its middle subnets with: `warmup` is always uniform."""
-    if run == "warmup":
-        return {"sampler": "uniform"}
-    if run not in config["methods"]:
-        raise UserInputError(f"unknown run {run!r}: give 'warmup' or a method of config key 'methods' "
-                             f"({', '.join(config['methods']) or 'none defined'})")
-    method = config["methods"][run]
-    settings = {"sampler": method["sampler"]}
-    if method["sampler"] == "attentive":
-        settings.update({key: method[key] for key in ("mode", "k", "estimator")})
-        settings.update({key: config["sampler"][key] for key in ("table_size", "prior", "max_tries")})
-        if method["estimator"] == "loss":
-            settings["score_images"] = config["sampler"]["score_images"]
-    return settings
+def sampler_seed(seed: int, purpose: str) -> str:
+    """A seed for `random.Random` per purpose (table, middle subnets), fixed by the run's seed."""
+    return f"{seed}:{purpose}"
 
 
-def sampler_seed(config: dict[str, Any], purpose: str) -> str:
-    """A seed for `random.Random` per purpose (table, middle subnets), fixed by the config's seed."""
-    return f"{config['seed']}:{purpose}"
+def build_flops_table(job: TrainingJob, space: SearchSpace) -> FlopsTable:
+    return FlopsTable.build(space, job.sampler.table_size, random.Random(sampler_seed(job.seed, "flops-table")))
 
 
-def build_flops_table(config: dict[str, Any], space: SearchSpace) -> FlopsTable:
-    return FlopsTable.build(space, config["sampler"]["table_size"],
-                            random.Random(sampler_seed(config, "flops-table")))
-
-
-def build_sampler(config: dict[str, Any], run: str, space: SearchSpace, *, supernet: Supernet | None = None,
-                  predictor: AccuracyPredictor | None = None, table: FlopsTable | None = None,
-                  label_smoothing: float = 0.1) -> Sampler:
-    """The sampler of `run` as its config asks; the attentive one needs the supernet or the predictor."""
-    settings = sampler_settings(config, run)
-    rng = random.Random(sampler_seed(config, "middle-subnets"))
-    if settings["sampler"] == "uniform":
+def build_sampler(job: TrainingJob, space: SearchSpace, *, supernet: Supernet | None = None,
+                  predictor: AccuracyPredictor | None = None, table: FlopsTable | None = None) -> Sampler:
+    """The sampler of the job's run as its method asks; the attentive one needs the supernet (scoring by
+    loss, with the run's label smoothing) or the predictor."""
+    method = job.method
+    rng = random.Random(sampler_seed(job.seed, "middle-subnets"))
+    if not method.attentive:
         return UniformSampler(space, rng)
-    if settings["estimator"] == "predictor":
+    if method.uses_predictor:
         if predictor is None:
-            raise UserInputError(f"config key 'methods.{run}.estimator' is 'predictor': give the accuracy "
+            raise UserInputError(f"config key 'methods.{job.run}.estimator' is 'predictor': give the accuracy "
                                  "predictor file (--predictor PATH, made by fit-predictor)")
         estimator: Estimator = PredictorEstimator(predictor, space)
     else:
         if supernet is None:
             raise ValueError("the loss estimator needs the supernet being trained")
-        estimator = LossEstimator(supernet, label_smoothing, settings["score_images"])
-    table = table or build_flops_table(config, space)
-    return AttentiveSampler(space, rng, table, estimator, mode=settings["mode"], k=settings["k"],
-                            prior=settings["prior"], max_tries=settings["max_tries"])
+        estimator = LossEstimator(supernet, job.training.label_smoothing, job.sampler.score_images)
+    table = table or build_flops_table(job, space)
+    return AttentiveSampler(space, rng, table, estimator, mode=method.mode, k=method.k, prior=job.sampler.prior,
+                            max_tries=job.sampler.max_tries)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from attentivenas.flops import count, flops_range, mflops
 from attentivenas.predictor import AccuracyPredictor
 from attentivenas.progress import progress_bar
 from attentivenas.space import SearchSpace, Subnet
+from attentivenas.specs import SearchSpec
 
 PREFILTER_FACTOR = 4  # with a predictor, draw this many candidates per child and keep the best fraction
 
@@ -133,13 +134,13 @@ def choose_at_targets(candidates: Sequence[Candidate],
 class EvolutionarySearch:
     """Evolution with a FLOPs-bucket Pareto archive; `run` returns every evaluated candidate."""
 
-    def __init__(self, space: SearchSpace, fitness: Fitness, settings: Mapping[str, Any], seed: int,
+    def __init__(self, space: SearchSpace, fitness: Fitness, settings: SearchSpec, seed: int,
                  predictor: AccuracyPredictor | None = None):
         self.space, self.fitness, self.settings, self.predictor = space, fitness, settings, predictor
         self.rng = random.Random(seed)
         self.low, self.high = flops_range(space)
-        self.targets = sorted(t for t in settings["targets_mflops"] if self.low <= t <= self.high)
-        self.archive = ParetoArchive(self.low, self.high, settings["buckets"], self.targets)
+        self.targets = sorted(t for t in settings.targets_mflops if self.low <= t <= self.high)
+        self.archive = ParetoArchive(self.low, self.high, settings.buckets, self.targets)
         self.evaluated: dict[Subnet, Candidate] = {}
 
     def _in_range(self, subnet: Subnet, within: tuple[float, float] | None = None) -> bool:
@@ -159,7 +160,7 @@ class EvolutionarySearch:
                   within: tuple[float, float] | None = None) -> Subnet | None:
         """A draw inside the FLOPs range (and `within`) not evaluated or taken yet, or None after
         `max_tries` draws."""
-        for _ in range(self.settings["max_tries"]):
+        for _ in range(self.settings.max_tries):
             subnet = draw()
             if subnet not in self.evaluated and subnet not in taken and self._in_range(subnet, within):
                 taken.add(subnet)
@@ -169,7 +170,7 @@ class EvolutionarySearch:
     def initial_population(self) -> list[Subnet]:
         population = list(dict.fromkeys([self.space.min_subnet(), self.space.max_subnet()]))
         taken = set(population)
-        for _ in range(self.settings["population"]):
+        for _ in range(self.settings.population):
             subnet = self._draw_new(lambda: self.space.sample_uniform(self.rng), taken)
             if subnet is not None:
                 population.append(subnet)
@@ -177,7 +178,7 @@ class EvolutionarySearch:
 
     def _mutant(self) -> Subnet:
         parent = self.rng.choice(self.archive.members).subnet
-        return self.space.mutate(parent, self.rng, self.settings["mutation_prob"])
+        return self.space.mutate(parent, self.rng, self.settings.mutation_prob)
 
     def _crossover(self) -> Subnet:
         members = self.archive.members
@@ -200,13 +201,13 @@ class EvolutionarySearch:
         parents = [side(group, key=lambda c: c.mflops).subnet for side, group in ((max, below), (min, above))
                    if group] or [self.rng.choice(members).subnet]
         child = self.space.crossover(*parents, self.rng) if len(parents) == 2 else parents[0]
-        return self.space.mutate(child, self.rng, self.settings["mutation_prob"])
+        return self.space.mutate(child, self.rng, self.settings.mutation_prob)
 
     def gap_children(self, taken: set[Subnet]) -> list[Subnet]:
         """`gap_children` new subnets inside each target gap (fewer where `max_tries` draws find none)."""
         children = []
         for lower, upper in self.target_gaps():
-            for _ in range(self.settings["gap_children"]):
+            for _ in range(self.settings.gap_children):
                 child = self._draw_new(lambda lower=lower, upper=upper: self._bred_into(lower, upper), taken,
                                        within=(lower, upper))
                 if child is not None:
@@ -219,14 +220,14 @@ class EvolutionarySearch:
         factor = PREFILTER_FACTOR if self.predictor is not None else 1
         taken: set[Subnet] = set()
         children = []
-        for draw, wanted in ((self._mutant, self.settings["mutations_per_generation"]),
-                             (self._crossover, self.settings["crossovers_per_generation"])):
+        for draw, wanted in ((self._mutant, self.settings.mutations_per_generation),
+                             (self._crossover, self.settings.crossovers_per_generation)):
             for _ in range(wanted * factor):
                 child = self._draw_new(draw, taken)
                 if child is not None:
                     children.append(child)
         if self.predictor is not None:
-            keep = self.settings["mutations_per_generation"] + self.settings["crossovers_per_generation"]
+            keep = self.settings.mutations_per_generation + self.settings.crossovers_per_generation
             children = self._most_promising(children, keep)
         return children + self.gap_children(set(children))
 
@@ -247,7 +248,7 @@ class EvolutionarySearch:
 
     def run(self, progress: bool = True) -> list[Candidate]:
         self._evaluate(self.initial_population(), generation=0)
-        bar = progress_bar(range(1, self.settings["generations"] + 1), desc="search generations",
+        bar = progress_bar(range(1, self.settings.generations + 1), desc="search generations",
                    disable=not progress)
         for generation in bar:
             children = self.offspring()

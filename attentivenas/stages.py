@@ -1,8 +1,8 @@
 """What each pipeline stage reads: its resolved settings, derived from a validated config.
 
-A stage's settings are the part of the config it uses, in the config's own shape (so the package's
-functions take them as they take a config), with every override resolved: a run's `training` is
-the section overlaid with the run's own keys, a method's steps derived from the budget
+A stage's settings are the part of the config it uses, in the config's own shape, typed as the stage's
+job (attentivenas.specs, what the package's functions take), with every override resolved: a run's
+`training` is the section overlaid with the run's own keys, a method's steps derived from the budget
 (attentivenas.budget); a per-seed stage's `seed` is its run's; a method keeps only the keys its
 sampler reads; the report gets each method's label, the seeds and the baseline resolved. Nothing
 else reaches the stage: the Snakemake rule passes them as its `params` (a canonical JSON string, so
@@ -14,12 +14,30 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from attentivenas.budget import dsnas_steps_per_epoch, method_steps_per_epoch
-from attentivenas.config import ConfigError, baseline_method, method_label, method_spec, run_seeds, training_settings
+from attentivenas.config import ConfigError
+from attentivenas.specs import (
+    WARMUP,
+    DataJob,
+    DsnasJob,
+    DsnasRuns,
+    DsnasSpec,
+    ExperimentSpec,
+    NetworkJob,
+    PredictorJob,
+    PredictorSampling,
+    PredictorSpec,
+    ReportJob,
+    SamplingJob,
+    SearchJob,
+    Spec,
+    TrainingJob,
+)
 
 STAGE_COMMANDS = {"prepare_data": "prepare-data", "warmup_supernet": "train",
                   "sample_predictor_subnets": "sample-subnets", "fit_predictor": "fit-predictor",
@@ -29,90 +47,98 @@ STAGE_COMMANDS = {"prepare_data": "prepare-data", "warmup_supernet": "train",
 STAGES = tuple(STAGE_COMMANDS)
 PER_SEED = ("train_supernet", "search_pareto", "dsnas_search")
 """The stages that run once per seed of config `seeds` (their settings' `seed` is the run's)."""
+STAGE_JOBS: dict[str, type[Spec]] = {
+    "prepare_data": DataJob, "warmup_supernet": TrainingJob, "sample_predictor_subnets": SamplingJob,
+    "fit_predictor": PredictorJob, "train_supernet": TrainingJob, "search_pareto": SearchJob,
+    "dsnas_search": DsnasJob, "paper_table": ReportJob, "figures": ReportJob, "ablation_plot": ReportJob}
+"""What each stage's settings are, typed (attentivenas.specs)."""
 PACKAGE = Path(__file__).resolve().parent
 LAUNCHER = "attentivenas.pipeline"
 """The module that launches every job's command (`run_stage`)."""
 
 _NETWORK = ("seed", "device", "memory_format", "space", "resolution_mode", "data")
+"""The top-level config keys every network job reads (`NetworkJob` but `evaluation`), in dvc.yaml's order."""
 
 
-def _pick(config: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: config[key] for key in keys}
+def _network(experiment: ExperimentSpec) -> dict[str, Any]:
+    return {key: getattr(experiment, key) for key in NetworkJob.keys()}
 
 
-def _training_run(config: dict[str, Any], run: str) -> dict[str, Any]:
+def _training_job(experiment: ExperimentSpec, run: str) -> TrainingJob:
     """A training run (`warmup` or a method): the network, its resolved recipe (a method's steps from the
-    budget), its sampler and validator."""
-    settings = {**_pick(config, *_NETWORK, "supernet", "evaluation"), "training": training_settings(config, run)}
-    if run != "warmup":
-        steps = method_steps_per_epoch(config, run)
-        if steps is not None:
-            settings["training"]["max_steps_per_epoch"] = steps
-        spec = method_spec(config, run)
-        settings["methods"] = {run: spec}
-        if spec["sampler"] == "attentive":
-            settings["sampler"] = config["sampler"]
-    return settings
+    budget), its sampling and the attentive sampler's settings."""
+    recipe, method = experiment.recipe(run), experiment.run_method(run)
+    steps = None if run == WARMUP else method_steps_per_epoch(experiment, run)
+    if steps is not None:
+        recipe = replace(recipe, max_steps_per_epoch=steps)
+    return TrainingJob(**_network(experiment), supernet=experiment.supernet, training=recipe, run=run,
+                       method=method, sampler=experiment.sampler if method.attentive else None)
 
 
-def _report(config: dict[str, Any], *, formats: bool, specs: bool) -> dict[str, Any]:
-    methods = {name: {"label": method_label(config, name), **(method_spec(config, name) if specs else {})}
-               for name in config["methods"]}
-    dsnas = _pick(config["dsnas"], "enabled", "targets_mflops", "init")
-    settings = {"space": config["space"], "methods": methods, "method_order": list(methods), "dsnas": dsnas,
-                "seeds": run_seeds(config), "budget": config["budget"],
-                "baseline": baseline_method(config)}
-    if formats:
-        settings["report"] = _pick(config["report"], "formats")
-    return settings
+def _dsnas_job(experiment: ExperimentSpec) -> DsnasJob:
+    recipe = DsnasSpec.part_of(experiment.dsnas)
+    steps = dsnas_steps_per_epoch(experiment)
+    if steps is not None:
+        recipe = replace(recipe, max_steps_per_epoch=steps)
+    return DsnasJob(**_network(experiment), supernet=experiment.supernet, dsnas=recipe)
+
+
+def _report_job(experiment: ExperimentSpec, *, formats: bool, samplers: bool) -> ReportJob:
+    methods = experiment.methods
+    return ReportJob(space=experiment.space, labels={name: entry.label for name, entry in methods.items()},
+                     samplers={name: entry.spec for name, entry in methods.items()} if samplers else {},
+                     dsnas=DsnasRuns.part_of(experiment.dsnas), seeds=experiment.run_seeds,
+                     budget=experiment.budget, baseline=experiment.baseline,
+                     report=experiment.report if formats else None)
 
 
 def training_stage(run: str) -> str:
     """The stage that trains `run`: the warm-up or a method's supernet."""
-    return "warmup_supernet" if run == "warmup" else "train_supernet"
+    return "warmup_supernet" if run == WARMUP else "train_supernet"
 
 
-def stage_settings(config: dict[str, Any], stage: str, method: str | None = None,
-                   seed: int | None = None) -> dict[str, Any]:
-    """The resolved settings `stage` reads; `method` names the method of `train_supernet`, `seed` the run's
-    seed of a per-seed stage (default: config `seed`)."""
-    settings = _stage_settings(config, stage, method)
+def stage_job(experiment: ExperimentSpec, stage: str, method: str | None = None, seed: int | None = None) -> Spec:
+    """What `stage` reads, resolved from the config; `method` names the method of `train_supernet`, `seed`
+    the run's seed of a per-seed stage (default: config `seed`)."""
+    job = _stage_job(experiment, stage, method)
     if seed is not None:
         if stage not in PER_SEED:
             raise ValueError(f"stage {stage!r} runs once, not per seed")
-        settings["seed"] = seed
-    return settings
+        job = replace(job, seed=seed)
+    return job
 
 
-def _stage_settings(config: dict[str, Any], stage: str, method: str | None) -> dict[str, Any]:
+def _stage_job(experiment: ExperimentSpec, stage: str, method: str | None) -> Spec:
     if stage == "prepare_data":
-        return _pick(config, "space", "data")
+        return DataJob(space=experiment.space, data=experiment.data)
     if stage == "warmup_supernet":
-        return _training_run(config, "warmup")
+        return _training_job(experiment, WARMUP)
     if stage == "train_supernet":
         if method is None:
             raise ValueError("train_supernet's settings are per method: give `method`")
-        return _training_run(config, method)
+        return _training_job(experiment, method)
     if stage == "sample_predictor_subnets":
-        return {**_pick(config, *_NETWORK, "evaluation"), "predictor": _pick(config["predictor"], "num_subnets")}
+        return SamplingJob(**_network(experiment), predictor=PredictorSampling.part_of(experiment.predictor))
     if stage == "fit_predictor":
-        predictor = {k: v for k, v in config["predictor"].items() if k != "num_subnets"}
-        return {**_pick(config, "seed", "space"), "predictor": predictor}
+        return PredictorJob(seed=experiment.seed, space=experiment.space,
+                            predictor=PredictorSpec.part_of(experiment.predictor))
     if stage == "search_pareto":
-        return _pick(config, *_NETWORK, "evaluation", "search")
+        return SearchJob(**_network(experiment), search=experiment.search)
     if stage == "dsnas_search":
-        dsnas = {k: v for k, v in config["dsnas"].items() if k not in ("enabled", "targets_mflops")}
-        steps = dsnas_steps_per_epoch(config)
-        if steps is not None:
-            dsnas["max_steps_per_epoch"] = steps
-        return {**_pick(config, *_NETWORK, "supernet", "evaluation"), "dsnas": dsnas}
+        return _dsnas_job(experiment)
     if stage == "paper_table":
-        return _report(config, formats=False, specs=False)
+        return _report_job(experiment, formats=False, samplers=False)
     if stage == "figures":
-        return _report(config, formats=True, specs=False)
+        return _report_job(experiment, formats=True, samplers=False)
     if stage == "ablation_plot":
-        return _report(config, formats=True, specs=True)
+        return _report_job(experiment, formats=True, samplers=True)
     raise ConfigError(f"unknown pipeline stage {stage!r}; the stages are {', '.join(STAGES)}")
+
+
+def stage_settings(experiment: ExperimentSpec, stage: str, method: str | None = None,
+                   seed: int | None = None) -> dict[str, Any]:
+    """The resolved settings `stage` reads, as plain data (see `stage_job`)."""
+    return stage_job(experiment, stage, method, seed).to_dict()
 
 
 def _method_keys(method: str, *, label: bool, spec: bool, training: bool) -> list[str]:
@@ -123,7 +149,8 @@ def _method_keys(method: str, *, label: bool, spec: bool, training: bool) -> lis
 
 def stage_config_keys(config: dict[str, Any], stage: str) -> list[str]:
     """The config keys (dotted paths) a stage's settings derive from, over all its jobs: what a tool
-    that sees only the config file (DVC) must watch. A key not in the config here is a default."""
+    that sees only the config file (DVC) must watch, in the order of the validated config's keys. A key
+    not in the config here is a default."""
     network = [*_NETWORK, "supernet", "evaluation"]
     seeds = ["seeds"] if config["seeds"] else ["seed", "seeds"]  # `seed` stands in for a missing seed list
     per_seed = [*(key for key in _NETWORK if key != "seed"), *seeds]
@@ -159,13 +186,14 @@ def canonical(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
-def stage_settings_json(config: dict[str, Any], stage: str, method: str | None = None,
+def stage_settings_json(experiment: ExperimentSpec, stage: str, method: str | None = None,
                         seed: int | None = None) -> str:
-    return canonical(stage_settings(config, stage, method, seed))
+    return canonical(stage_settings(experiment, stage, method, seed))
 
 
-def parse_settings(text: str, stage: str) -> dict[str, Any]:
-    """Settings given to a stage's command as JSON (`--settings`), checked to be a JSON object."""
+def parse_settings(text: str, stage: str, run: str | None = None) -> Spec:
+    """What a stage's command reads, from the settings the pipeline passes it as JSON (`--settings`);
+    `run` names the training stages' run (default: the warm-up)."""
     try:
         settings = json.loads(text)
     except json.JSONDecodeError as err:
@@ -173,9 +201,11 @@ def parse_settings(text: str, stage: str) -> dict[str, Any]:
                           "the pipeline passes, or use --config") from None
     if not isinstance(settings, dict):
         raise ConfigError(f"--settings for stage {stage!r} must be a JSON object, got {type(settings).__name__}")
-    if "method_order" in settings:  # the canonical text sorts keys; tables and figures follow the config's order
-        settings["methods"] = {name: settings["methods"][name] for name in settings["method_order"]}
-    return settings
+    if stage not in STAGE_JOBS:
+        raise ConfigError(f"unknown pipeline stage {stage!r}; the stages are {', '.join(STAGES)}")
+    if STAGE_JOBS[stage] is TrainingJob:
+        return TrainingJob.from_dict(settings, run or WARMUP)
+    return STAGE_JOBS[stage].from_dict(settings)
 
 
 # ---------------------------------------------------------------- the code a stage runs

@@ -36,10 +36,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from attentivenas.checkpoint import load_checkpoint, restore_weights, save_checkpoint, supernet_state
-from attentivenas.config import training_settings
 from attentivenas.data import build_splits, make_loader
 from attentivenas.errors import UserInputError
-from attentivenas.evaluation import evaluator_from_config
+from attentivenas.evaluation import evaluator_for
 from attentivenas.flops import mflops
 from attentivenas.io import write_json
 from attentivenas.optim import build_optimizer, warmup_cosine
@@ -47,9 +46,10 @@ from attentivenas.precision import autocast, grad_scaler
 from attentivenas.predictor import load_predictor
 from attentivenas.run_loop import DivergenceGuard, EpochOrder, RunLoop, run_identity
 from attentivenas.runtime import resolve_device, seed_everything, use_channels_last
-from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler, sampler_settings
+from attentivenas.samplers import FlopsTable, build_flops_table, build_sampler
 from attentivenas.samplers import Sampler as SubnetSampler
 from attentivenas.space import SearchSpace, Subnet
+from attentivenas.specs import WARMUP, TrainingJob, TrainingSpec
 from attentivenas.supernet import DynamicBatchNorm2d, Supernet
 
 FINAL_FILE = "supernet.pt"
@@ -74,11 +74,10 @@ def set_bn_momentum(model: nn.Module, momentum: float) -> None:
             module.momentum = momentum
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any],
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainingSpec,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    total = settings["epochs"] * steps_per_epoch
-    return warmup_cosine(optimizer, total, round(settings["warmup_epochs"] * steps_per_epoch),
-                         settings["warmup_start_factor"])
+    total = recipe.epochs * steps_per_epoch
+    return warmup_cosine(optimizer, total, round(recipe.warmup_epochs * steps_per_epoch), recipe.warmup_start_factor)
 
 
 # ---------------------------------------------------------------- the sandwich step
@@ -93,16 +92,16 @@ class StepLosses:
     subnets_mid: list[Subnet] = field(default_factory=list)
 
 
-def distillation_weight(settings: dict[str, Any], step: int) -> float:
+def distillation_weight(recipe: TrainingSpec, step: int) -> float:
     """The share of the distillation loss in a student's loss at (1-based) `step` of a run.
 
     0 with `training.distillation: none`; otherwise `training.distillation_weight`, reached linearly
     over the run's first `training.distillation_ramp_steps` steps.
     """
-    if settings["distillation"] == "none":
+    if recipe.distillation == "none":
         return 0.0
-    ramp = settings["distillation_ramp_steps"]
-    return settings["distillation_weight"] * (min(step / ramp, 1.0) if ramp > 0 else 1.0)
+    ramp = recipe.distillation_ramp_steps
+    return recipe.distillation_weight * (min(step / ramp, 1.0) if ramp > 0 else 1.0)
 
 
 def student_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, weight: float,
@@ -116,7 +115,7 @@ def student_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tens
 
 
 def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
-                       labels: torch.Tensor, settings: dict[str, Any], step: int = 0, *,
+                       labels: torch.Tensor, recipe: TrainingSpec, step: int = 0, *,
                        scaler: torch.amp.GradScaler | None = None,
                        guard: DivergenceGuard | None = None) -> StepLosses:
     """Forward and backward every subnet of one sandwich step; gradients add up in `.grad`.
@@ -127,14 +126,14 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
     before its backward pass. Without a `guard`, the step's losses are checked before returning.
     """
     sync_later = model.no_sync if isinstance(model, DistributedDataParallel) else contextlib.nullcontext
-    cast = functools.partial(autocast, images.device, settings["precision"])
+    cast = functools.partial(autocast, images.device, recipe.precision)
     scale = scaler.scale if scaler is not None else (lambda loss: loss)
     own_guard = guard is None
     guard = DivergenceGuard(DIVERGENCE_ADVICE) if own_guard else guard
     space = supernet.space
-    middle_count = settings["num_arch_training"] - 2
-    weight = distillation_weight(settings, step)
-    smoothing = settings["label_smoothing"]
+    middle_count = recipe.num_arch_training - 2
+    weight = distillation_weight(recipe, step)
+    smoothing = recipe.label_smoothing
 
     supernet.set_active_subnet(space.max_subnet(), regularize=True)
     with sync_later():
@@ -156,7 +155,7 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
             guard.watch(loss, step, subnet, "middle")
             losses.loss_mid.append(loss.detach())
             losses.subnets_mid.append(subnet)
-            scale(settings["middle_loss_weight"] * loss).backward()
+            scale(recipe.middle_loss_weight * loss).backward()
 
     supernet.set_active_subnet(space.min_subnet())
     with cast():
@@ -170,7 +169,7 @@ def sandwich_gradients(model: nn.Module, supernet: Supernet, sampler: SubnetSamp
 
 
 def sandwich_step(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, images: torch.Tensor,
-                  labels: torch.Tensor, settings: dict[str, Any], optimizer: torch.optim.Optimizer,
+                  labels: torch.Tensor, recipe: TrainingSpec, optimizer: torch.optim.Optimizer,
                   scheduler: torch.optim.lr_scheduler.LRScheduler, step: int = 0, *,
                   scaler: torch.amp.GradScaler | None = None,
                   guard: DivergenceGuard | None = None) -> StepLosses:
@@ -180,12 +179,12 @@ def sandwich_step(model: nn.Module, supernet: Supernet, sampler: SubnetSampler, 
     is skipped (the scale shrinks); the losses themselves are still watched by the guard.
     """
     optimizer.zero_grad(set_to_none=True)
-    losses = sandwich_gradients(model, supernet, sampler, images, labels, settings, step, scaler=scaler,
+    losses = sandwich_gradients(model, supernet, sampler, images, labels, recipe, step, scaler=scaler,
                                 guard=guard)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    if settings["grad_clip_value"] is not None:
-        torch.nn.utils.clip_grad_value_(supernet.parameters(), settings["grad_clip_value"])
+    if recipe.grad_clip_value is not None:
+        torch.nn.utils.clip_grad_value_(supernet.parameters(), recipe.grad_clip_value)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -248,26 +247,24 @@ def weights_digest(module: nn.Module) -> str:
 
 # ---------------------------------------------------------------- the run
 
-def check_run(config: dict[str, Any], run: str, init_from: str | Path | None = None,
-              predictor_path: str | Path | None = None) -> dict[str, Any]:
-    """The run's training settings, after every check that needs no data or weights."""
-    sampler = sampler_settings(config, run)
-    settings = training_settings(config, run)
-    if settings["init"] == "warmup":
-        where = "warmup" if run == "warmup" else f"methods.{run}.training"
+def check_run(job: TrainingJob, init_from: str | Path | None = None,
+              predictor_path: str | Path | None = None) -> None:
+    """Every check of a run's files and flags that needs no data or weights."""
+    run = job.run
+    if job.training.from_warmup:
+        where = "warmup" if run == WARMUP else f"methods.{run}.training"
         if init_from is None:
             raise TrainingSetupError(f"config key 'training.init' (run {run!r}, see '{where}') is 'warmup': "
                                      "give the warmed-up supernet with --init-from CKPT")
         if not Path(init_from).is_file():
             raise TrainingSetupError(f"--init-from {init_from}: no such checkpoint; train the warmup run "
                                      "first")
-    if sampler.get("estimator") == "predictor":
+    if job.method.uses_predictor:
         if predictor_path is None:
             raise TrainingSetupError(f"config key 'methods.{run}.estimator' is 'predictor': give the "
                                      "accuracy predictor file with --predictor PATH (made by fit-predictor)")
         if not Path(predictor_path).is_file():
             raise TrainingSetupError(f"--predictor {predictor_path}: no such file; fit the predictor first")
-    return settings
 
 
 class Trainer:
@@ -277,35 +274,33 @@ class Trainer:
     Logged losses are rank 0's share of the batch; only rank 0 validates and writes files.
     """
 
-    def __init__(self, config: dict[str, Any], run: str, out_dir: str | Path, *,
-                 init_from: str | Path | None = None, predictor_path: str | Path | None = None,
-                 progress: bool = True):
-        self.settings = check_run(config, run, init_from, predictor_path)
-        self.config, self.run, self.out_dir = config, run, Path(out_dir)
-        self.processes, self.device = start_processes(resolve_device(config["device"]))
-        settings = self.settings
-        if settings["batch_size"] % self.processes.world_size:
-            raise TrainingSetupError(f"config key 'training.batch_size' = {settings['batch_size']} (the "
+    def __init__(self, job: TrainingJob, out_dir: str | Path, *, init_from: str | Path | None = None,
+                 predictor_path: str | Path | None = None, progress: bool = True):
+        check_run(job, init_from, predictor_path)
+        self.job, self.run, self.out_dir = job, job.run, Path(out_dir)
+        self.recipe = recipe = job.training
+        self.processes, self.device = start_processes(resolve_device(job.device))
+        if recipe.batch_size % self.processes.world_size:
+            raise TrainingSetupError(f"config key 'training.batch_size' = {recipe.batch_size} (the "
                                      f"global batch) must divide among {self.processes.world_size} processes")
-        self.local_batch = settings["batch_size"] // self.processes.world_size
-        self.space = SearchSpace.load(config["space"])
-        self.splits = build_splits(config["data"], image_size=self.space.base_resolution)
-        batches = len(self.splits.train) // settings["batch_size"]
+        self.local_batch = recipe.batch_size // self.processes.world_size
+        self.space = SearchSpace.load(job.space)
+        self.splits = build_splits(job.data, image_size=self.space.base_resolution)
+        batches = len(self.splits.train) // recipe.batch_size
         if batches == 0:
-            raise TrainingSetupError(f"config key 'training.batch_size' = {settings['batch_size']} exceeds "
+            raise TrainingSetupError(f"config key 'training.batch_size' = {recipe.batch_size} exceeds "
                                      f"the {len(self.splits.train)} training images")
-        self.steps_per_epoch = min(batches, settings["max_steps_per_epoch"] or batches)
-        self.total_steps = settings["epochs"] * self.steps_per_epoch
+        self.steps_per_epoch = min(batches, recipe.max_steps_per_epoch or batches)
+        self.total_steps = recipe.epochs * self.steps_per_epoch
 
-        seed_everything(config["seed"])
-        supernet_cfg = config["supernet"]
-        self.supernet = Supernet(self.space, config["resolution_mode"], dropout=supernet_cfg["dropout"],
-                                 drop_connect=supernet_cfg["drop_connect"])
-        if settings["init"] == "warmup":
+        seed_everything(job.seed)
+        self.supernet = Supernet(self.space, job.resolution_mode, dropout=job.supernet.dropout,
+                                 drop_connect=job.supernet.drop_connect)
+        if recipe.from_warmup:
             self._load_weights(init_from)
-        self.supernet.to(self.device).train().use_channels_last(use_channels_last(config["memory_format"]))
-        set_bn_momentum(self.supernet, settings["bn_momentum"])
-        if settings["sync_batchnorm"] and self.processes.distributed:
+        self.supernet.to(self.device).train().use_channels_last(use_channels_last(job.memory_format))
+        set_bn_momentum(self.supernet, recipe.bn_momentum)
+        if recipe.sync_batchnorm and self.processes.distributed:
             for module in self.supernet.modules():
                 if isinstance(module, DynamicBatchNorm2d):
                     module.synchronized = True
@@ -314,23 +309,21 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        fused = self.device.type == "cuda" and settings["precision"] == "fp16"
-        self.optimizer = build_optimizer(self.supernet, settings, fused=fused or None)
-        self.scheduler = build_scheduler(self.optimizer, settings, self.steps_per_epoch)
-        self.scaler = grad_scaler(self.device, settings["precision"])
+        fused = self.device.type == "cuda" and recipe.precision == "fp16"
+        self.optimizer = build_optimizer(self.supernet, recipe, fused=fused or None)
+        self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
+        self.scaler = grad_scaler(self.device, recipe.precision)
         predictor = load_predictor(predictor_path, self.space) if predictor_path else None
-        self.table = self._flops_table() if sampler_settings(config, run)["sampler"] == "attentive" else None
-        self.sampler = build_sampler(config, run, self.space, supernet=self.supernet, predictor=predictor,
-                                     table=self.table, label_smoothing=settings["label_smoothing"])
-        validates = settings["validate_images"] > 0 and self.processes.writes_files
-        self.evaluator = (evaluator_from_config(config, self.splits, "search", self.device,
-                                                max_images=settings["validate_images"])
+        self.table = self._flops_table() if job.method.attentive else None
+        self.sampler = build_sampler(job, self.space, supernet=self.supernet, predictor=predictor, table=self.table)
+        validates = recipe.validate_images > 0 and self.processes.writes_files
+        self.evaluator = (evaluator_for(job, self.splits, "search", self.device, max_images=recipe.validate_images)
                           if validates else None)
         self.loop = RunLoop(self.out_dir, self.supernet, self._identity(init_from, predictor_path),
-                            epochs=settings["epochs"], steps_per_epoch=self.steps_per_epoch,
-                            checkpoint_every=settings["checkpoint_every_steps"],
-                            log_every=settings["log_every_steps"], metric_fields=METRICS_FIELDS,
-                            epoch_fields=EPOCHS_FIELDS, description=f"train {run}",
+                            epochs=recipe.epochs, steps_per_epoch=self.steps_per_epoch,
+                            checkpoint_every=recipe.checkpoint_every_steps,
+                            log_every=recipe.log_every_steps, metric_fields=METRICS_FIELDS,
+                            epoch_fields=EPOCHS_FIELDS, description=f"train {job.run}",
                             progress=progress, writes_files=self.processes.writes_files,
                             guard=DivergenceGuard(DIVERGENCE_ADVICE))
         self.resumed = self.loop.resume(self)
@@ -349,25 +342,24 @@ class Trainer:
 
     def _flops_table(self) -> FlopsTable:
         """Rebuilt from the config's seed on every start (a second or two), so a resumed run gets the same."""
-        table = build_flops_table(self.config, self.space)
+        table = build_flops_table(self.job, self.space)
         if self.processes.writes_files:
             table.save(self.path(FLOPS_TABLE_FILE))
-            table.save_histogram(self.path(FLOPS_HISTOGRAM_FILE), self.config["sampler"]["prior"])
+            table.save_histogram(self.path(FLOPS_HISTOGRAM_FILE), self.job.sampler.prior)
         return table
 
     def _identity(self, init_from: str | Path | None, predictor_path: str | Path | None) -> dict[str, Any]:
         """Everything that determines this run's result (`run_identity`); display labels are left out."""
-        config = self.config
-        method = {} if self.run == "warmup" else {k: v for k, v in config["methods"][self.run].items()
-                                                   if k != "label"}
-        warm = self.settings["init"] == "warmup"
-        return run_identity({"run": self.run, "training": self.settings, "method": method,
-                             "sampler": self.sampler.describe(), "sampler_defaults": config.get("sampler"),
-                             "seed": config["seed"], "space": self.space.to_dict(),
-                             "resolution_mode": config["resolution_mode"], "supernet": config["supernet"],
-                             "data": config["data"], "evaluation": config["evaluation"],
+        job = self.job
+        return run_identity({"run": self.run, "training": self.recipe.to_dict(), "method": job.method.to_dict(),
+                             "sampler": self.sampler.describe(),
+                             "sampler_defaults": None if job.sampler is None else job.sampler.to_dict(),
+                             "seed": job.seed, "space": self.space.to_dict(),
+                             "resolution_mode": job.resolution_mode, "supernet": job.supernet.to_dict(),
+                             "data": job.data, "evaluation": job.evaluation.to_dict(),
                              "processes": self.processes.world_size, "device": self.device.type},
-                            {"init_from": init_from if warm else None, "predictor": predictor_path})
+                            {"init_from": init_from if self.recipe.from_warmup else None,
+                             "predictor": predictor_path})
 
     # -- the task the run loop steps
 
@@ -384,17 +376,17 @@ class Trainer:
     def batches(self, epoch: int, start: int):
         self.supernet.train()
         order = EpochOrder(len(self.splits.train), self.local_batch, self.processes.world_size,
-                           self.processes.rank, self.config["seed"], epoch, start, self.steps_per_epoch)
+                           self.processes.rank, self.job.seed, epoch, start, self.steps_per_epoch)
         return make_loader(self.splits.train, self.local_batch, shuffle=False,
-                           seed=self.config["seed"] + epoch, drop_last=True,
-                           num_workers=self.config["data"]["num_workers"], sampler=order,
+                           seed=self.job.seed + epoch, drop_last=True,
+                           num_workers=self.job.data["num_workers"], sampler=order,
                            pin_memory=self.device.type == "cuda")
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, Any]:
         """The step's row only on a step the loop logs: reading the losses back waits for the device."""
         images, labels = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         lr = self.optimizer.param_groups[0]["lr"]
-        losses = sandwich_step(self.model, self.supernet, self.sampler, images, labels, self.settings,
+        losses = sandwich_step(self.model, self.supernet, self.sampler, images, labels, self.recipe,
                                self.optimizer, self.scheduler, step, scaler=self.scaler, guard=self.loop.guard)
         if not self.loop.logs(step):
             return {}
@@ -430,14 +422,14 @@ class Trainer:
             digests = [None] * self.processes.world_size
             dist.all_gather_object(digests, digest)
         final = self.loop.epoch_rows[-1] if self.loop.epoch_rows else {}
-        images = self.step * self.settings["batch_size"]
+        images = self.step * self.recipe.batch_size
         stats = self.sampler.stats()
         counts = {key: value for key, value in stats.items() if not key.endswith("_seconds")}
         sampler_seconds = {f"sampler_{key}": value for key, value in stats.items() if key.endswith("_seconds")}
         summary = {"run": self.run, "sampler": self.sampler.describe(), "sampler_stats": counts,
-                   "epochs": self.settings["epochs"], "steps": self.step,
+                   "epochs": self.recipe.epochs, "steps": self.step,
                    "steps_per_epoch": self.steps_per_epoch, "images_processed": images,
-                   "subnet_images_trained": images * self.settings["num_arch_training"],
+                   "subnet_images_trained": self.step * self.recipe.subnet_images_per_step,
                    "processes": self.processes.world_size, "device": str(self.device),
                    "top1_max": final.get("top1_max"), "top1_min": final.get("top1_min"),
                    "validation_split": "search", "weights_sha256": digests}
@@ -445,7 +437,7 @@ class Trainer:
         if self.processes.writes_files:
             write_json(self.path(SUMMARY_FILE), summary)
             save_checkpoint(self.path(FINAL_FILE),
-                            supernet_state(self.supernet, run=self.run, complete=True, settings=self.settings,
+                            supernet_state(self.supernet, run=self.run, complete=True, settings=self.recipe.to_dict(),
                                            sampler=self.sampler.describe(), summary=summary))
         self.loop.finish({"wall_seconds": round(seconds, 3), "images_per_s": round(images / max(seconds, 1e-9), 2),
                           **sampler_seconds})

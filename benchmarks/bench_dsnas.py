@@ -19,13 +19,15 @@ from collections.abc import Callable
 
 import torch
 
-from attentivenas.config import training_settings, validate_config
+from attentivenas.config import validate_config
 from attentivenas.data import build_splits, make_loader
 from attentivenas.dsnas import DSNAS
 from attentivenas.optim import build_optimizer
 from attentivenas.runtime import seed_everything, set_threads
 from attentivenas.samplers import build_sampler
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec
+from attentivenas.stages import stage_job
 from attentivenas.supernet import Supernet
 from attentivenas.training import build_scheduler, sandwich_step
 
@@ -51,22 +53,23 @@ def main() -> None:
     set_threads(args.threads)
     seed_everything(0)
 
-    config = validate_config({
+    experiment = ExperimentSpec.from_dict(validate_config({
         "space": "fmnist", "data": {"dataset": "fashion_mnist", "source": DATA},
         "training": {"batch_size": args.batch_size}, "dsnas": {"batch_size": args.batch_size},
-        "methods": {"bignas": {"sampler": "uniform"}}})
-    space = SearchSpace.load(config["space"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
+        "methods": {"bignas": {"sampler": "uniform"}}}))
+    space = SearchSpace.load(experiment.space)
+    splits = build_splits(experiment.data, image_size=space.base_resolution)
     loader = make_loader(splits.train, args.batch_size, shuffle=True, seed=0, drop_last=True)
     batches = [batch for batch, _ in zip(loader, range(args.steps), strict=False)]
     total_steps = (args.rounds + 1) * args.steps
 
     dsnas_supernet = Supernet(space)
     sandwich_supernet = copy.deepcopy(dsnas_supernet)
-    dsnas = DSNAS(dsnas_supernet, config["dsnas"], args.target, total_steps, warmup_steps=0, seed=0)
+    dsnas = DSNAS(dsnas_supernet, experiment.dsnas, args.target, total_steps, warmup_steps=0, seed=0)
 
-    settings = training_settings(config, "bignas")
-    sampler = build_sampler(config, "bignas", space, supernet=sandwich_supernet)
+    job = stage_job(experiment, "train_supernet", "bignas")
+    settings = job.training
+    sampler = build_sampler(job, space, supernet=sandwich_supernet)
     optimizer = build_optimizer(sandwich_supernet, settings)
     scheduler = build_scheduler(optimizer, settings, total_steps)
     sandwich_supernet.train()
@@ -84,7 +87,7 @@ def main() -> None:
             seconds[name].append(timed_round(step, batches))
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
-    forwards = {"dsnas": 1, "sandwich": settings["num_arch_training"]}
+    forwards = {"dsnas": 1, "sandwich": settings.num_arch_training}
     print(f"fmnist space, batch {args.batch_size}, {args.threads} threads, {args.rounds} rounds x "
           f"{args.steps} steps (median of round means)")
     for name, value in median.items():

@@ -25,10 +25,11 @@ from report import Report
 
 from attentivenas.config import validate_config
 from attentivenas.data import build_splits
-from attentivenas.evaluation import evaluator_from_config, measure, recalibrate_bn
+from attentivenas.evaluation import evaluator_for, measure, recalibrate_bn
 from attentivenas.flops import mflops
 from attentivenas.predictor import build_regressor, sample_distinct
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec
 from attentivenas.supernet import Supernet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,19 +38,20 @@ REPO = Path(__file__).resolve().parents[1]
 def bench_evaluation(config_path: Path, count: int, rounds: int, report: Report) -> None:
     config = validate_config(yaml.safe_load(config_path.read_text()), source=str(config_path))
     config["data"]["source"] = str(REPO / config["data"]["source"])
-    space = SearchSpace.load(config["space"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
-    evaluator = evaluator_from_config(config, splits, "search", torch.device("cpu"))
+    experiment = ExperimentSpec.from_dict(config)
+    space = SearchSpace.load(experiment.space)
+    splits = build_splits(experiment.data, image_size=space.base_resolution)
+    evaluator = evaluator_for(experiment, splits, "search", torch.device("cpu"))
     torch.manual_seed(0)
     supernet = Supernet(space).eval()
     subnets = sample_distinct(space, count, seed=0)
-    settings = config["evaluation"]
+    settings = experiment.evaluation
     plain_eval = [(x.contiguous(), y) for x, y in evaluator.eval_batches()]
     plain_calibration = [x.contiguous() for x in evaluator.calibration_batches()]
-    report.line(f"config {config_path.relative_to(REPO)}: memory_format {config['memory_format']}; "
-                f"search split {len(splits.search)} images in batches of {settings['batch_size']}; "
+    report.line(f"config {config_path.relative_to(REPO)}: memory_format {experiment.memory_format}; "
+                f"search split {len(splits.search)} images in batches of {settings.batch_size}; "
                 f"calibration {evaluator.calibration_images} images in batches of "
-                f"{settings['calibration_batch_size']}; {count} uniform {space.name} subnets, mean "
+                f"{settings.calibration_batch_size}; {count} uniform {space.name} subnets, mean "
                 f"{np.mean([mflops(space, s) for s in subnets]):.2f} MFLOPs; {rounds} rounds")
 
     def plain(subnet):

@@ -23,12 +23,12 @@ recipe.md (the printed table) from all records.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from attentivenas.config import load_config, merge
+from attentivenas.config import merge
 from attentivenas.data import build_splits, make_loader
-from attentivenas.evaluation import evaluator_from_config
+from attentivenas.evaluation import evaluator_for
 from attentivenas.optim import build_optimizer
 from attentivenas.run_loop import EpochOrder, code_version
 from attentivenas.runtime import seed_everything, set_threads
-from attentivenas.samplers import build_flops_table, build_sampler, sampler_settings
+from attentivenas.samplers import build_flops_table, build_sampler
 from attentivenas.space import SearchSpace, Subnet
-from attentivenas.stages import stage_settings, training_stage
+from attentivenas.specs import ExperimentSpec, TrainingJob, TrainingSpec, load_experiment
+from attentivenas.stages import stage_job, training_stage
 from attentivenas.supernet import Supernet
 from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentum
 
@@ -67,97 +68,97 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def phases(config: dict[str, Any], method: str, budget: int) -> list[tuple[str, dict[str, Any]]]:
-    """(run, training settings) of the warm-up and the method run as their pipeline stages resolve them
-    (the method's steps from `budget.subnet_images`), epochs scaled by `budget`."""
+def phases(experiment: ExperimentSpec, method: str, budget: int) -> list[TrainingJob]:
+    """The warm-up's and the method's training jobs as their pipeline stages resolve them (the method's
+    steps from `budget.subnet_images`), epochs scaled by `budget`."""
     result = []
     for run in ("warmup", method):
-        settings = stage_settings(config, training_stage(run), None if run == "warmup" else run)["training"]
-        settings["epochs"] *= budget
-        result.append((run, settings))
+        job = stage_job(experiment, training_stage(run), run)
+        result.append(replace(job, training=replace(job.training, epochs=job.training.epochs * budget)))
     return result
 
 
-def steps_per_epoch(settings: dict[str, Any], train_images: int) -> int:
-    batches = train_images // settings["batch_size"]
-    return min(batches, settings["max_steps_per_epoch"] or batches)
+def steps_per_epoch(recipe: TrainingSpec, train_images: int) -> int:
+    batches = train_images // recipe.batch_size
+    return min(batches, recipe.max_steps_per_epoch or batches)
 
 
-def train_phases(config: dict[str, Any], supernet: Supernet, splits, plan, step: Callable) -> None:
+def train_phases(experiment: ExperimentSpec, supernet: Supernet, splits, plan: list[TrainingJob],
+                 step: Callable) -> None:
     """Every phase of `plan` with its own optimizer and schedule, in the training runs' data order."""
-    seed = config["seed"]
-    for index, (run, settings) in enumerate(plan):
+    seed = experiment.seed
+    for index, job in enumerate(plan):
         if index:
             seed_everything(seed)
-        per_epoch = steps_per_epoch(settings, len(splits.train))
-        set_bn_momentum(supernet, settings["bn_momentum"])
-        optimizer = build_optimizer(supernet, settings)
-        scheduler = build_scheduler(optimizer, settings, per_epoch)
-        context = {"run": run, "settings": settings, "optimizer": optimizer, "scheduler": scheduler}
+        recipe = job.training
+        per_epoch = steps_per_epoch(recipe, len(splits.train))
+        set_bn_momentum(supernet, recipe.bn_momentum)
+        optimizer = build_optimizer(supernet, recipe)
+        scheduler = build_scheduler(optimizer, recipe, per_epoch)
+        context = {"job": job, "optimizer": optimizer, "scheduler": scheduler}
         done = 0
         supernet.train()
-        for epoch in range(settings["epochs"]):
-            order = EpochOrder(len(splits.train), settings["batch_size"], 1, 0, seed, epoch, 0, per_epoch)
-            loader = make_loader(splits.train, settings["batch_size"], shuffle=False, seed=seed + epoch,
+        for epoch in range(recipe.epochs):
+            order = EpochOrder(len(splits.train), recipe.batch_size, 1, 0, seed, epoch, 0, per_epoch)
+            loader = make_loader(splits.train, recipe.batch_size, shuffle=False, seed=seed + epoch,
                                  drop_last=True, sampler=order)
             for images, labels in loader:
                 done += 1
                 step(context, images, labels, done)
 
 
-def sandwich_run(config: dict[str, Any], space: SearchSpace, splits, plan) -> Supernet:
-    seed_everything(config["seed"])
-    supernet = new_supernet(config, space)
+def sandwich_run(experiment: ExperimentSpec, space: SearchSpace, splits, plan: list[TrainingJob]) -> Supernet:
+    seed_everything(experiment.seed)
+    supernet = new_supernet(experiment, space)
     samplers = {}
 
     def step(context, images, labels, done):
-        run = context["run"]
-        if run not in samplers:
-            attentive = sampler_settings(config, run)["sampler"] == "attentive"
-            table = build_flops_table(config, space) if attentive else None
-            samplers[run] = build_sampler(config, run, space, supernet=supernet, table=table,
-                                          label_smoothing=context["settings"]["label_smoothing"])
-        sandwich_step(supernet, supernet, samplers[run], images, labels, context["settings"],
+        job = context["job"]
+        if job.run not in samplers:
+            table = build_flops_table(job, space) if job.method.attentive else None
+            samplers[job.run] = build_sampler(job, space, supernet=supernet, table=table)
+        sandwich_step(supernet, supernet, samplers[job.run], images, labels, job.training,
                       context["optimizer"], context["scheduler"], done)
 
-    train_phases(config, supernet, splits, plan, step)
+    train_phases(experiment, supernet, splits, plan, step)
     return supernet
 
 
-def alone_run(config: dict[str, Any], space: SearchSpace, splits, plan, subnet: Subnet) -> Supernet:
+def alone_run(experiment: ExperimentSpec, space: SearchSpace, splits, plan: list[TrainingJob],
+              subnet: Subnet) -> Supernet:
     """`subnet` trained by itself: only its weights of a fresh supernet are used or updated."""
-    seed_everything(config["seed"])
-    supernet = new_supernet(config, space)
+    seed_everything(experiment.seed)
+    supernet = new_supernet(experiment, space)
     regularize = subnet == space.max_subnet()
 
     def step(context, images, labels, done):
-        settings, optimizer = context["settings"], context["optimizer"]
+        recipe, optimizer = context["job"].training, context["optimizer"]
         optimizer.zero_grad(set_to_none=True)
         supernet.set_active_subnet(subnet, regularize=regularize)
-        loss = F.cross_entropy(supernet(images), labels, label_smoothing=settings["label_smoothing"])
+        loss = F.cross_entropy(supernet(images), labels, label_smoothing=recipe.label_smoothing)
         loss.backward()
-        if settings["grad_clip_value"] is not None:
-            torch.nn.utils.clip_grad_value_(supernet.parameters(), settings["grad_clip_value"])
+        if recipe.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(supernet.parameters(), recipe.grad_clip_value)
         optimizer.step()
         context["scheduler"].step()
 
-    train_phases(config, supernet, splits, plan, step)
+    train_phases(experiment, supernet, splits, plan, step)
     return supernet
 
 
-def new_supernet(config: dict[str, Any], space: SearchSpace) -> Supernet:
-    return Supernet(space, config["resolution_mode"], dropout=config["supernet"]["dropout"],
-                    drop_connect=config["supernet"]["drop_connect"])
+def new_supernet(experiment: ExperimentSpec, space: SearchSpace) -> Supernet:
+    return Supernet(space, experiment.resolution_mode, dropout=experiment.supernet.dropout,
+                    drop_connect=experiment.supernet.drop_connect)
 
 
-def alone_key(config: dict[str, Any], plan) -> str:
+def alone_key(experiment: ExperimentSpec, plan: list[TrainingJob]) -> str:
     """Everything an alone run depends on, the package's code included: equal keys give bit-identical
     alone runs."""
-    alone_plan = [(run, {k: v for k, v in s.items() if k not in SANDWICH_ONLY_KEYS + RUN_ONLY_KEYS})
-                  for run, s in plan]
-    identity = {"plan": alone_plan, "seed": config["seed"], "space": config["space"], "data": config["data"],
-                "supernet": config["supernet"], "resolution_mode": config["resolution_mode"],
-                "evaluation": config["evaluation"], "code": code_version()}
+    alone_plan = [(job.run, {k: v for k, v in job.training.to_dict().items()
+                             if k not in SANDWICH_ONLY_KEYS + RUN_ONLY_KEYS}) for job in plan]
+    identity = {"plan": alone_plan, "seed": experiment.seed, "space": experiment.space, "data": experiment.data,
+                "supernet": experiment.supernet.to_dict(), "resolution_mode": experiment.resolution_mode,
+                "evaluation": experiment.evaluation.to_dict(), "code": code_version()}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -167,23 +168,24 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_seed(base: dict[str, Any], args, seed: int, records: list[dict[str, Any]]) -> dict[str, Any]:
-    config = merge(base, {"seed": seed})
-    space = SearchSpace.load(config["space"])
-    splits = build_splits(config["data"], image_size=space.base_resolution, root=REPO)
-    plan = phases(config, args.method, args.budget)
-    evaluator = evaluator_from_config(config, splits, "test", torch.device("cpu"))
+def run_seed(base: ExperimentSpec, args, seed: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+    experiment = replace(base, seed=seed)
+    space = SearchSpace.load(experiment.space)
+    splits = build_splits(experiment.data, image_size=space.base_resolution, root=REPO)
+    plan = phases(experiment, args.method, args.budget)
+    evaluator = evaluator_for(experiment, splits, "test", torch.device("cpu"))
     record: dict[str, Any] = {"variant": args.variant, "budget": args.budget, "seed": seed,
                               "method": args.method, "overrides": args.set,
-                              "steps": sum(s["epochs"] * steps_per_epoch(s, len(splits.train)) for _, s in plan),
+                              "steps": sum(job.training.epochs * steps_per_epoch(job.training, len(splits.train))
+                                           for job in plan),
                               "test_images": len(splits.test),
                               "torch": torch.__version__, "threads": torch.get_num_threads()}
     started = time.perf_counter()
-    supernet = sandwich_run(config, space, splits, plan)
+    supernet = sandwich_run(experiment, space, splits, plan)
     record["supernet"] = {"max": evaluator.evaluate(supernet, space.max_subnet()).top1,
                           "min": evaluator.evaluate(supernet, space.min_subnet()).top1,
                           "seconds": round(time.perf_counter() - started, 1)}
-    key = alone_key(config, plan)
+    key = alone_key(experiment, plan)
     record["alone_key"] = key
     earlier = next((r for r in records if r.get("alone_key") == key and "alone" in r), None)
     if earlier is not None:
@@ -192,7 +194,7 @@ def run_seed(base: dict[str, Any], args, seed: int, records: list[dict[str, Any]
         started = time.perf_counter()
         alone = {}
         for role, subnet in (("max", space.max_subnet()), ("min", space.min_subnet())):
-            alone[role] = evaluator.evaluate(alone_run(config, space, splits, plan, subnet), subnet).top1
+            alone[role] = evaluator.evaluate(alone_run(experiment, space, splits, plan, subnet), subnet).top1
         record["alone"] = {**alone, "seconds": round(time.perf_counter() - started, 1)}
     return record
 
@@ -296,7 +298,7 @@ def main() -> None:
         overrides: dict[str, Any] = {}
         for text in args.set:
             overrides = merge(overrides, parse_override(text))
-        base = load_config(REPO / args.config, overrides)
+        base = load_experiment(REPO / args.config, overrides)
         records = read_records(runs_file)
         clash = [r for r in records if r["variant"] == args.variant and
                  (r["overrides"] != args.set or r.get("config", "config/config.yaml") != args.config)]
@@ -304,7 +306,7 @@ def main() -> None:
             raise SystemExit(f"variant {args.variant!r} was recorded with other overrides {clash[0]['overrides']}; "
                              "choose another --variant name")
         for seed in args.seeds:
-            record = run_seed(copy.deepcopy(base), args, seed, read_records(runs_file))
+            record = run_seed(base, args, seed, read_records(runs_file))
             record["config"] = args.config
             with runs_file.open("a") as handle:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")

@@ -29,6 +29,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,14 @@ import torch
 from scipy.stats import kendalltau
 
 from attentivenas.checkpoint import load_checkpoint, restore_weights
-from attentivenas.config import load_config, validate_config
+from attentivenas.config import validate_config
 from attentivenas.data import build_splits, make_loader
 from attentivenas.optim import build_optimizer
 from attentivenas.runtime import seed_everything, set_threads, use_channels_last
 from attentivenas.samplers import AttentiveSampler, LossEstimator, build_flops_table, build_sampler
 from attentivenas.space import SearchSpace, Subnet
+from attentivenas.specs import ExperimentSpec, load_experiment
+from attentivenas.stages import stage_job
 from attentivenas.supernet import Supernet
 from attentivenas.training import build_scheduler, sandwich_step, set_bn_momentum
 
@@ -138,36 +141,36 @@ def main() -> None:
         print(line, flush=True)
         report.write(line + "\n")
 
-    recipe = load_config(args.config)
-    config = validate_config({
-        "seed": 0, "space": args.space, "memory_format": recipe["memory_format"],
+    recipe = load_experiment(args.config)
+    experiment = ExperimentSpec.from_dict(validate_config({
+        "seed": 0, "space": args.space, "memory_format": recipe.memory_format,
         "data": {"dataset": "fashion_mnist", "source": args.data},
-        "training": {**{key: recipe["training"][key] for key in RECIPE_KEYS},
+        "training": {**{key: getattr(recipe.training, key) for key in RECIPE_KEYS},
                      "batch_size": args.batch_size, "epochs": 1, "warmup_epochs": 0},
-        "sampler": {key: value for key, value in recipe["sampler"].items() if key != "score_images"},
+        "sampler": {key: value for key, value in recipe.sampler.to_dict().items() if key != "score_images"},
         "methods": {"uniform": {"sampler": "uniform"},
-                    "bestup": {"sampler": "attentive", "mode": "bestup", "k": args.k, "estimator": "loss"}}})
-    settings = config["training"]
+                    "bestup": {"sampler": "attentive", "mode": "bestup", "k": args.k, "estimator": "loss"}}}))
+    settings = experiment.training
+    uniform, bestup = (stage_job(experiment, "train_supernet", run) for run in ("uniform", "bestup"))
     space = SearchSpace.load(args.space)
-    splits = build_splits(config["data"], image_size=space.base_resolution)
+    splits = build_splits(experiment.data, image_size=space.base_resolution)
     seed_everything(0)
-    supernet = Supernet(space).train().use_channels_last(use_channels_last(config["memory_format"]))
+    supernet = Supernet(space).train().use_channels_last(use_channels_last(experiment.memory_format))
     if args.init_from:
         restore_weights(supernet, load_checkpoint(args.init_from, space), args.init_from)
-    set_bn_momentum(supernet, settings["bn_momentum"])
+    set_bn_momentum(supernet, settings.bn_momentum)
     optimizer = build_optimizer(supernet, settings)
     total_steps = 2 * (len(args.score_images) + 2) * (args.steps * args.rounds) + args.warmup_steps + args.tau_steps
     scheduler = build_scheduler(optimizer, settings, steps_per_epoch=total_steps)
     started = time.perf_counter()
-    table = build_flops_table(config, space)
+    table = build_flops_table(bestup, space)
     table_seconds = time.perf_counter() - started
 
     def attentive(score_images: int | None) -> AttentiveSampler:
-        sized = validate_config({**config, "sampler": {**config["sampler"], "score_images": score_images}})
-        return build_sampler(sized, "bestup", space, supernet=supernet, table=table,
-                             label_smoothing=settings["label_smoothing"])
+        sized = replace(bestup, sampler=replace(bestup.sampler, score_images=score_images))
+        return build_sampler(sized, space, supernet=supernet, table=table)
 
-    samplers = {"uniform": build_sampler(config, "uniform", space), "whole": attentive(None)}
+    samplers = {"uniform": build_sampler(uniform, space), "whole": attentive(None)}
     samplers.update({str(size): attentive(size) for size in args.score_images})
     batches = iter(make_loader(splits.train, args.batch_size, shuffle=True, seed=0, drop_last=True))
     epoch = 0
@@ -192,8 +195,8 @@ def main() -> None:
 
     say(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU {cpu_model()}, "
         f"python {platform.python_version()}")
-    say(f"space {args.space}, batch {args.batch_size}, {settings['num_arch_training']} subnets per step "
-        f"({settings['num_arch_training'] - 2} from the sampler), attentive BestUp-{args.k} with the loss estimator")
+    say(f"space {args.space}, batch {args.batch_size}, {settings.num_arch_training} subnets per step "
+        f"({settings.num_arch_training - 2} from the sampler), attentive BestUp-{args.k} with the loss estimator")
 
     if "throughput" in args.parts:
         throughput(args, samplers, train, table, table_seconds, settings, space, say)
@@ -232,7 +235,7 @@ def throughput(args, samplers, train, table, table_seconds, settings, space, say
     # (c) the sampler's own overhead, from the whole-minibatch run's counters
     stats = samplers["whole"].stats()
     whole_seconds = sum(seconds["whole"])
-    middle = settings["num_arch_training"] - 2
+    middle = settings.num_arch_training - 2
     lone = AttentiveSampler(space, random.Random(1), table, estimator=None, k=args.k)
     calls = 2000
     start = time.perf_counter()
@@ -259,7 +262,7 @@ def ranking(args, samplers, train, ranking_sampler, splits, settings, supernet, 
     reference = [splits.train[i] for i in range(len(splits.train) - args.reference_images, len(splits.train))]
     ref_images = torch.stack([image for image, _ in reference])
     ref_labels = torch.tensor([int(label) for _, label in reference])
-    recorder = RankingRecorder(supernet, settings["label_smoothing"], args.tau_sizes, (ref_images, ref_labels),
+    recorder = RankingRecorder(supernet, settings.label_smoothing, args.tau_sizes, (ref_images, ref_labels),
                                chunk=args.batch_size)
     ranking_sampler.estimator = recorder
     started = time.perf_counter()

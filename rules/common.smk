@@ -6,13 +6,13 @@ def settings(stage):
     """A rule's `settings` parameter: its stage's settings, per method and seed where the rule has them."""
     if stage == "train_supernet":
         return lambda wildcards: stage_settings_json(
-            config, stage, wildcards.method, int(wildcards.seed)
+            EXPERIMENT, stage, wildcards.method, int(wildcards.seed)
         )
     if stage in PER_SEED:
         return lambda wildcards: stage_settings_json(
-            config, stage, seed=int(wildcards.seed)
+            EXPERIMENT, stage, seed=int(wildcards.seed)
         )
-    return stage_settings_json(config, stage)
+    return stage_settings_json(EXPERIMENT, stage)
 
 
 def run_dir(wildcards, output):
@@ -26,7 +26,7 @@ def results_root(wildcards, input):
 
 
 def method_inputs(wildcards):
-    needs = method_needs(config, wildcards.method)
+    needs = method_needs(EXPERIMENT, wildcards.method)
     inputs = {"data": rules.prepare_data.output.summary}
     if needs["warmup"]:
         inputs["init"] = rules.warmup_supernet.output.checkpoint
@@ -41,14 +41,14 @@ def search_inputs(wildcards):
             method=wildcards.method, seed=wildcards.seed
         )
     }
-    if config["search"]["predictor_prefilter"]:
+    if EXPERIMENT.search.predictor_prefilter:
         inputs["predictor"] = rules.fit_predictor.output.predictor
     return inputs
 
 
 def dsnas_inputs(wildcards):
     inputs = {"data": rules.prepare_data.output.summary}
-    if config["dsnas"]["init"] == "warmup":
+    if EXPERIMENT.dsnas.from_warmup:
         inputs["init"] = rules.warmup_supernet.output.checkpoint
     return inputs
 

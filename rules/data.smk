@@ -5,7 +5,7 @@ rule prepare_data:
     input:
         code=stage_code("prepare_data"),
         space=SPACE_FILE,
-        data=data_files(config),
+        data=data_files(EXPERIMENT),
     output:
         summary=str(LAYOUT.data_summary),
     log:

@@ -21,7 +21,7 @@ rule dsnas_search:
     threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=1 if EXPERIMENT.device == "cuda" else 0,
     params:
         settings=settings("dsnas_search"),
         out_dir=run_dir,

@@ -22,7 +22,7 @@ rule train_supernet:
     threads: TRAIN_THREADS
     resources:
         mem_mb=TRAIN_MEM_MB,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=1 if EXPERIMENT.device == "cuda" else 0,
     params:
         settings=settings("train_supernet"),
         out_dir=run_dir,

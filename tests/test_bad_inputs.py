@@ -18,10 +18,11 @@ from attentivenas.__main__ import main
 from attentivenas.checkpoint import save_checkpoint, supernet_state
 from attentivenas.config import merge, validate_config
 from attentivenas.data import FASHION_MNIST_FILES, build_splits
-from attentivenas.evaluation import EvalResult, evaluator_from_config
+from attentivenas.evaluation import EvalResult, evaluator_for
 from attentivenas.io import write_csv
 from attentivenas.predictor import AccuracyPredictor, sample_distinct, sample_rows, save_predictor
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec
 from attentivenas.supernet import Supernet
 
 FMNIST = SearchSpace.load("fmnist")
@@ -455,9 +456,10 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys, base_config, name, case)
 
 def test_more_calibration_images_than_the_data_holds_is_capped_and_logged(caplog, base_config):
     """A documented cap, not an error: the default 2048 exceeds the small test data too."""
-    config = validate_config(merge(base_config, {"evaluation": {"calibration_images": 10 ** 9}}))
-    splits = build_splits(config["data"], image_size=FMNIST.base_resolution)
+    config = ExperimentSpec.from_dict(validate_config(merge(base_config,
+                                                            {"evaluation": {"calibration_images": 10 ** 9}})))
+    splits = build_splits(config.data, image_size=FMNIST.base_resolution)
     with caplog.at_level("WARNING", logger="attentivenas"):
-        evaluator = evaluator_from_config(config, splits, "search", torch.device("cpu"))
+        evaluator = evaluator_for(config, splits, "search", torch.device("cpu"))
     assert evaluator.calibration_images == len(splits.calibration) == 1600
     assert "'evaluation.calibration_images' = 1000000000 exceeds the 1600 training images" in caplog.text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attentivenas.budget import method_steps_per_epoch
-from attentivenas.config import load_config
+from attentivenas.specs import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("bench_recipe", REPO / "benchmarks" / "bench_recipe.py")
@@ -73,8 +73,8 @@ def test_committed_table_and_docs_follow_from_the_committed_records(tmp_path):
 
 
 def test_phases_take_the_method_steps_from_the_budget_as_the_pipeline_does():
-    config = load_config(REPO / "config" / "config.yaml")
-    (warmup, warmup_settings), (method, method_settings) = bench_recipe.phases(config, "bignas", 1)
-    assert (warmup, method) == ("warmup", "bignas")
-    assert method_settings["max_steps_per_epoch"] == method_steps_per_epoch(config, "bignas") is not None
-    assert bench_recipe.phases(config, "bignas", 4)[1][1]["epochs"] == 4 * method_settings["epochs"]
+    config = load_experiment(REPO / "config" / "config.yaml")
+    warmup, method = bench_recipe.phases(config, "bignas", 1)
+    assert (warmup.run, method.run) == ("warmup", "bignas")
+    assert method.training.max_steps_per_epoch == method_steps_per_epoch(config, "bignas") is not None
+    assert bench_recipe.phases(config, "bignas", 4)[1].training.epochs == 4 * method.training.epochs

@@ -9,8 +9,9 @@ from attentivenas.budget import (
     method_steps_per_epoch,
     warmup_subnet_images,
 )
-from attentivenas.config import ConfigError, load_config, validate_config
-from attentivenas.stages import stage_settings
+from attentivenas.config import ConfigError, validate_config
+from attentivenas.specs import ExperimentSpec, load_experiment
+from attentivenas.stages import stage_job
 
 METHODS = {"bignas": {"sampler": "uniform"},
            "att": {"sampler": "attentive", "k": 2, "training": {"num_arch_training": 4}},
@@ -18,6 +19,10 @@ METHODS = {"bignas": {"sampler": "uniform"},
 
 
 def config(tiny_config_dict, budget, **dsnas):
+    return ExperimentSpec.from_dict(config_dict(tiny_config_dict, budget, **dsnas))
+
+
+def config_dict(tiny_config_dict, budget, **dsnas):
     return validate_config({**tiny_config_dict, "methods": METHODS, "budget": {"subnet_images": budget},
                             "training": {"epochs": 1, "batch_size": 32, "num_arch_training": 3, "init": "warmup"},
                             "warmup": {"epochs": 1, "max_steps_per_epoch": 10},
@@ -25,10 +30,10 @@ def config(tiny_config_dict, budget, **dsnas):
 
 
 def planned(conf, method):
-    training = stage_settings(conf, "train_supernet", method)["training"]
-    shared = warmup_subnet_images(conf) if training["init"] == "warmup" else 0
-    return shared + (training["epochs"] * training["max_steps_per_epoch"] * training["batch_size"]
-                     * training["num_arch_training"])
+    training = stage_job(conf, "train_supernet", method).training
+    shared = warmup_subnet_images(conf) if training.init == "warmup" else 0
+    return shared + (training.epochs * training.max_steps_per_epoch * training.batch_size
+                     * training.num_arch_training)
 
 
 def test_every_method_and_dsnas_meet_the_budget_within_tolerance(tiny_config_dict):
@@ -37,10 +42,10 @@ def test_every_method_and_dsnas_meet_the_budget_within_tolerance(tiny_config_dic
     assert method_steps_per_epoch(conf, "bignas") == 40  # (4800 - 960) / 96
     assert method_steps_per_epoch(conf, "att") == 30  # (4800 - 960) / 128
     assert method_steps_per_epoch(conf, "scratch") == 25  # 4800 / (2 epochs x 96)
-    dsnas = stage_settings(conf, "dsnas_search")["dsnas"]
+    dsnas = stage_job(conf, "dsnas_search").dsnas
     # 3840 / (2 runs x 32 x (3 search epochs + 1 child epoch))
-    assert dsnas["max_steps_per_epoch"] == dsnas_steps_per_epoch(conf) == 15
-    dsnas_images = 960 + 2 * 32 * dsnas["max_steps_per_epoch"] * (dsnas["epochs"] + dsnas["child_epochs"])
+    assert dsnas.max_steps_per_epoch == dsnas_steps_per_epoch(conf) == 15
+    dsnas_images = 960 + 2 * 32 * dsnas.max_steps_per_epoch * (dsnas.epochs + dsnas.child_epochs)
     for used in [planned(conf, m) for m in METHODS] + [dsnas_images]:
         assert abs(used - 4800) <= TOLERANCE * 4800
 
@@ -48,7 +53,7 @@ def test_every_method_and_dsnas_meet_the_budget_within_tolerance(tiny_config_dic
 def test_without_a_budget_the_configured_steps_stay(tiny_config_dict):
     conf = config(tiny_config_dict, None)
     assert method_steps_per_epoch(conf, "bignas") is None and dsnas_steps_per_epoch(conf) is None
-    assert stage_settings(conf, "train_supernet", "bignas")["training"]["max_steps_per_epoch"] is None
+    assert stage_job(conf, "train_supernet", "bignas").training.max_steps_per_epoch is None
 
 
 @pytest.mark.parametrize("budget,message", [
@@ -63,17 +68,17 @@ def test_a_budget_no_whole_number_of_steps_meets_is_refused(tiny_config_dict, bu
 
 
 def test_the_warmup_steps_must_be_known(tiny_config_dict):
-    conf = config(tiny_config_dict, 4800)
+    conf = config_dict(tiny_config_dict, 4800)
     conf["warmup"].pop("max_steps_per_epoch")
     with pytest.raises(ConfigError, match="warmup.max_steps_per_epoch"):
-        check_budget(conf)
+        check_budget(ExperimentSpec.from_dict(conf))
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "tiny.yaml"])
 def test_shipped_budgets_hold(name):
-    conf = load_config(f"config/{name}")
+    conf = load_experiment(f"config/{name}")
     check_budget(conf)
-    assert conf["budget"]["subnet_images"] is not None
+    assert conf.budget.subnet_images is not None
 
 
 @pytest.mark.parametrize("change,message", [
@@ -87,8 +92,8 @@ def test_shipped_budgets_hold(name):
 ])
 def test_a_budget_that_needs_more_steps_than_an_epoch_has_batches_is_refused(tiny_config_dict, change, message):
     """Training would stop at the epoch's end: the method would silently train less than its budget."""
-    conf = config(tiny_config_dict, 4800)
+    conf = config_dict(tiny_config_dict, 4800)
     for section, value in change.items():
         conf[section] = {**conf[section], **value}
     with pytest.raises(ConfigError, match=message):
-        check_budget(conf)
+        check_budget(ExperimentSpec.from_dict(conf))

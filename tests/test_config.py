@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attentivenas.config import ConfigError, load_config, schema, training_settings, validate_config
+from attentivenas.config import ConfigError, load_config, schema, validate_config
 from attentivenas.config_docs import render as render_config_readme
+from attentivenas.specs import ExperimentSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,12 +25,13 @@ def test_run_settings_overlay_the_training_section(tiny_config_dict):
     config = validate_config({**tiny_config_dict, "training": {"epochs": 5, "lr": 0.2},
                               "warmup": {"epochs": 1},
                               "methods": {"fast": {"sampler": "uniform", "training": {"lr": 0.05}}}})
-    assert training_settings(config, "warmup")["epochs"] == 1
-    assert training_settings(config, "warmup")["lr"] == 0.2
-    assert training_settings(config, "fast")["lr"] == 0.05
-    assert training_settings(config, "fast")["epochs"] == 5
+    experiment = ExperimentSpec.from_dict(config)
+    assert experiment.recipe("warmup").epochs == 1
+    assert experiment.recipe("warmup").lr == 0.2
+    assert experiment.recipe("fast").lr == 0.05
+    assert experiment.recipe("fast").epochs == 5
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        training_settings(config, "nope")
+        experiment.recipe("nope")
 
 
 @pytest.mark.parametrize("change,key", [

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from attentivenas.flops import count, mflops
 from attentivenas.io import read_csv, read_json
 from attentivenas.run_loop import RunSetupError
 from attentivenas.space import SearchSpace
+from attentivenas.specs import DsnasJob, ExperimentSpec
+from attentivenas.stages import stage_job
 from attentivenas.supernet import Supernet
 
 TARGET = 2.0
@@ -42,16 +45,16 @@ def space() -> SearchSpace:
     return SearchSpace.load("fmnist")
 
 
-def tiny_run_config(**dsnas) -> dict:
-    return validate_config({
+def tiny_run_config(**dsnas) -> DsnasJob:
+    return stage_job(ExperimentSpec.from_dict(validate_config({
         **TINY_CONFIG,
         "evaluation": {"calibration_images": 64, "calibration_batch_size": 64, "batch_size": 250},
         "dsnas": {"epochs": 2, "max_steps_per_epoch": 3, "batch_size": 32, "arch_lr": 0.05, **dsnas},
-    })
+    })), "dsnas_search")
 
 
 @pytest.fixture
-def tiny_config() -> dict:
+def tiny_config() -> DsnasJob:
     return tiny_run_config()
 
 
@@ -273,7 +276,7 @@ def test_logits_converge_to_a_planted_better_option(toy_space, field, first_plan
             labels = supernet(images).argmax(1)
 
     settings = tiny_run_config(arch_lr=arch_lr, flops_penalty=0.0, label_smoothing=0.0, regularize=False,
-                               fix_margin=0.8)["dsnas"]
+                               fix_margin=0.8).dsnas
     search = DSNAS(supernet, settings, TARGET, total_steps=steps, warmup_steps=0, seed=0)
     for i in range(len(space.genes)):
         if i not in searched:
@@ -333,7 +336,7 @@ def _penalty_only_steps(search: DSNAS, steps: int) -> None:
 
 
 def _penalty_only_search(space, target: float, **dsnas) -> DSNAS:
-    settings = tiny_run_config(**{"arch_lr": 0.02, "flops_penalty_side": "above", **dsnas})["dsnas"]
+    settings = tiny_run_config(**{"arch_lr": 0.02, "flops_penalty_side": "above", **dsnas}).dsnas
     return DSNAS(Supernet(space), settings, target, total_steps=1, warmup_steps=0, seed=0)
 
 
@@ -398,7 +401,7 @@ def test_choice_mflops_varies_one_decision(space):
 
 def test_differentiable_penalty_pushes_probability_to_cheaper_choices(space):
     low, _ = flops_range(space)
-    settings = tiny_run_config(arch_lr=0.02, flops_penalty_kind="differentiable")["dsnas"]
+    settings = tiny_run_config(arch_lr=0.02, flops_penalty_kind="differentiable").dsnas
     search = DSNAS(Supernet(space), settings, low * 1.05, total_steps=1, warmup_steps=0, seed=0)
     before = _expected_mflops(search)
     _penalty_only_steps(search, 100)
@@ -408,7 +411,7 @@ def test_differentiable_penalty_pushes_probability_to_cheaper_choices(space):
 def test_steps_regularize_the_sampled_subnet_as_configured(space):
     images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
     for regularize in (True, False):
-        settings = tiny_run_config(regularize=regularize)["dsnas"]
+        settings = tiny_run_config(regularize=regularize).dsnas
         search = DSNAS(Supernet(space), settings, TARGET, total_steps=2, warmup_steps=0, seed=0)
         search.step(images, labels)
         assert search.supernet.regularize is regularize
@@ -437,7 +440,7 @@ def test_tiny_run_updates_logits_and_weights_and_derives_argmax_child(finished_r
     assert read_json(out / "timings.json")["wall_seconds"] > 0 and not (out / "resume.pt").exists()
 
     trained = load_supernet(out / "supernet.pt", space)
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     initial = Supernet(space)
     changed = [name for name, tensor in initial.state_dict().items()
                if tensor.is_floating_point() and not torch.equal(tensor, trained.state_dict()[name])]
@@ -484,7 +487,7 @@ def test_interrupted_run_resumes_exactly(finished_run, tmp_path):
 
 @pytest.mark.parametrize("target", [0.1, 100.0])
 def test_target_outside_space_fails_before_loading_data(tiny_config, tmp_path, target):
-    config = {**tiny_config, "data": {**tiny_config["data"], "source": str(tmp_path / "missing.npz")}}
+    config = replace(tiny_config, data={**tiny_config.data, "source": str(tmp_path / "missing.npz")})
     low, high = flops_range(SearchSpace.load("fmnist"))
     with pytest.raises(DSNASError, match=rf"--target .*dsnas\.targets_mflops.*{low:.3f} to {high:.3f}"):
         run_dsnas(config, target, tmp_path / "out", progress=False)
@@ -492,7 +495,7 @@ def test_target_outside_space_fails_before_loading_data(tiny_config, tmp_path, t
 
 
 def test_warmup_init_needs_init_from(tiny_config, tmp_path):
-    config = {**tiny_config, "dsnas": {**tiny_config["dsnas"], "init": "warmup"}}
+    config = replace(tiny_config, dsnas=replace(tiny_config.dsnas, init="warmup"))
     with pytest.raises(DSNASError, match="--init-from"):
         run_dsnas(config, TARGET, tmp_path, progress=False)
     with pytest.raises(DSNASError, match="dsnas.init is 'scratch'"):

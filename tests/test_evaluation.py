@@ -14,10 +14,11 @@ from attentivenas.config import validate_config
 from attentivenas.data import build_splits
 from attentivenas.evaluation import SubnetEvaluator, measure, recalibrate_bn
 from attentivenas.space import SearchSpace
+from attentivenas.specs import EvaluationSpec
 from attentivenas.supernet import Supernet
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist" / "fmnist-2k-500.npz"
-SETTINGS = {"calibration_images": 64, "calibration_batch_size": 32, "batch_size": 64}
+SETTINGS = EvaluationSpec(calibration_images=64, calibration_batch_size=32, batch_size=64)
 
 
 def _supernet(space: SearchSpace, seed: int = 0) -> Supernet:
@@ -76,7 +77,7 @@ def test_same_subnet_twice_and_fresh_evaluator_give_identical_results(space, spl
 def test_calibration_is_augmented_training_data_fixed_by_seed(space, splits):
     evaluator = SubnetEvaluator(splits, "search", SETTINGS, torch.device("cpu"), seed=3, max_images=10)
     cached = torch.cat(list(evaluator.calibration_batches()))
-    assert cached.shape == (SETTINGS["calibration_images"], 1, 28, 28)
+    assert cached.shape == (SETTINGS.calibration_images, 1, 28, 28)
     assert evaluator.calibration_set.transform is splits.train.transform
     train_indices = set(splits.train.indices.tolist())
     assert set(evaluator.calibration_set.indices.tolist()) <= train_indices
@@ -136,7 +137,7 @@ def test_calibration_time_is_recorded_apart(space, splits):
     evaluator.evaluate(_supernet(space), space.min_subnet())
     first = evaluator.calibration_seconds
     assert first > 0 and evaluator.measure_seconds > 0
-    assert evaluator.images_processed == SETTINGS["calibration_images"] + 50
+    assert evaluator.images_processed == SETTINGS.calibration_images + 50
     evaluator.evaluate(_supernet(space), space.min_subnet())
     assert evaluator.calibration_seconds > first
 
@@ -146,7 +147,7 @@ def test_calibration_time_is_recorded_apart(space, splits):
 @pytest.fixture
 def cli_files(tmp_path, tiny_config_dict, space):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**tiny_config_dict, "evaluation": SETTINGS}))
+    config.write_text(yaml.safe_dump({**tiny_config_dict, "evaluation": SETTINGS.to_dict()}))
     checkpoint = tmp_path / "supernet.pt"
     save_checkpoint(checkpoint, supernet_state(_supernet(space)))
     subnet = tmp_path / "subnet.json"

@@ -28,11 +28,12 @@ from attentivenas.export import (
 from attentivenas.flops import count
 from attentivenas.io import read_json
 from attentivenas.space import SearchSpace
+from attentivenas.specs import EvaluationSpec
 from attentivenas.static import StaticSubnet
 from attentivenas.supernet import Supernet
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist" / "fmnist-2k-500.npz"
-SETTINGS = {"calibration_images": 32, "calibration_batch_size": 32, "batch_size": 100}
+SETTINGS = EvaluationSpec(calibration_images=32, calibration_batch_size=32, batch_size=100)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_load_exported_names_missing_files(tmp_path):
 
 def test_export_command(space, supernet, tmp_path, tiny_config_dict):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**tiny_config_dict, "evaluation": SETTINGS}))
+    config.write_text(yaml.safe_dump({**tiny_config_dict, "evaluation": SETTINGS.to_dict()}))
     checkpoint = tmp_path / "supernet.pt"
     save_checkpoint(checkpoint, supernet_state(supernet))
     subnet_file = tmp_path / "subnet.json"

@@ -1,18 +1,26 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from attentivenas.config import validate_config
 from attentivenas.optim import build_optimizer, parameter_groups, peak_lr, warmup_cosine
 from attentivenas.space import SearchSpace
+from attentivenas.specs import TrainingSpec
 from attentivenas.supernet import Supernet
 
 FMNIST = SearchSpace.load("fmnist")
 
 
+RECIPE = TrainingSpec.from_dict(validate_config({"space": "fmnist", "data": {
+    "dataset": "fashion_mnist", "source": "data/fashion-mnist/fmnist-2k-500.npz"}})["training"])
+"""The schema's training recipe, which each test's settings override."""
+
+
 def _settings(**overrides):
-    return {"lr": 0.1, "batch_size": 256, "lr_scaling": "linear", "momentum": 0.9, "nesterov": True,
-            "weight_decay": 1e-5, **overrides}
+    return replace(RECIPE, **{"lr": 0.1, "batch_size": 256, "lr_scaling": "linear", "momentum": 0.9, "nesterov": True,
+                              "weight_decay": 1e-5, **overrides})
 
 
 def test_weight_decay_spares_bn_parameters_and_biases():

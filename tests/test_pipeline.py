@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from attentivenas.config import load_config, merge, run_seeds, validate_config
+from attentivenas.config import load_config, merge, validate_config
 from attentivenas.config import schema as config_schema
 from attentivenas.dvcfile import render
 from attentivenas.layout import ABLATIONS, FIGURES, ResultsLayout
+from attentivenas.specs import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 MILESTONE_FILES = {"data": "data.smk", "predictor": "predictor.smk", "supernet": "supernet.smk",
@@ -900,8 +901,8 @@ def test_the_snakemake_report_has_the_table_and_every_figure_with_its_caption(ti
 @pytest.mark.slow
 def test_dvc_metrics_plots_and_an_experiment(tiny_project):
     work = tiny_project
-    config = load_config(work / "config" / "config.yaml")
-    methods, seeds = list(config["methods"]), run_seeds(config)
+    config = load_experiment(work / "config" / "config.yaml")
+    methods, seeds = list(config.methods), config.run_seeds
     shown = _shell(DVC_COMMANDS["metrics"], work).stdout
     rows = [line for line in shown.splitlines() if "/paper/metrics/" in line]
     assert sorted(Path(r.split()[0]).stem for r in rows) == sorted([*methods, "dsnas"])

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,9 +27,10 @@ from attentivenas.predictor import (
     save_predictor,
 )
 from attentivenas.space import SearchSpace
+from attentivenas.specs import PredictorSpec
 from attentivenas.supernet import Supernet
 
-SETTINGS = {"model": "random_forest", "params": {}, "holdout_fraction": 0.5, "flops_bins": 3}
+SETTINGS = PredictorSpec(model="random_forest", params={}, holdout_fraction=0.5, flops_bins=3)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,7 @@ def test_build_regressor_defaults_and_bad_parameters():
 def test_bad_parameter_value_fails_naming_the_config_key(space):
     table = _table(space, _synthetic_rows(space, 8))
     with pytest.raises(PredictorError, match=r"predictor\.params.*n_estimators"):
-        fit_predictor(space, table, {**SETTINGS, "params": {"n_estimators": -1}}, seed=0)
+        fit_predictor(space, table, replace(SETTINGS, params={"n_estimators": -1}), seed=0)
 
 
 def test_rank_metrics_by_hand():
@@ -139,8 +141,8 @@ def test_fit_predictor_ranks_held_out_subnets(space):
 
 
 def test_saved_predictor_reloads_and_refuses_other_spaces(space, tmp_path):
-    fit = fit_predictor(space, _table(space, _synthetic_rows(space, 20)), {**SETTINGS, "model": "knn",
-                                                                           "params": {"n_neighbors": 3}}, seed=0)
+    fit = fit_predictor(space, _table(space, _synthetic_rows(space, 20)),
+                        replace(SETTINGS, model="knn", params={"n_neighbors": 3}), seed=0)
     save_predictor(tmp_path / "p.npz", fit.predictor)
     loaded = load_predictor(tmp_path / "p.npz", space)
     subnets = sample_distinct(space, 5, seed=9)

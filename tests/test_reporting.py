@@ -15,10 +15,12 @@ from matplotlib.transforms import Bbox
 
 from attentivenas import reporting
 from attentivenas.budget import method_steps_per_epoch
-from attentivenas.config import load_config, training_settings, validate_config
+from attentivenas.config import validate_config
 from attentivenas.io import read_csv, read_json, write_csv, write_json
 from attentivenas.layout import ResultsLayout, target_label
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec, load_experiment
+from attentivenas.stages import stage_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +81,11 @@ def write_results(root, seeds, planted):
 
 
 def make_config(tiny_config_dict, seeds):
-    return validate_config({**tiny_config_dict, "methods": METHODS, "seeds": seeds,
-                            "training": {"init": "warmup"}, "budget": {"subnet_images": 3000},
-                            "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})
+    """The ablation plot's settings, the report's fullest (each method's sampling too)."""
+    return stage_job(ExperimentSpec.from_dict(validate_config({
+        **tiny_config_dict, "methods": METHODS, "seeds": seeds, "training": {"init": "warmup"},
+        "budget": {"subnet_images": 3000}, "dsnas": {"targets_mflops": [1.0, 2.5], "init": "warmup"}})),
+        "ablation_plot")
 
 
 @pytest.fixture
@@ -283,11 +287,11 @@ def test_training_curves_plot_every_logged_step(results):
 
 
 def test_the_default_config_logs_twenty_points_per_method_for_the_training_curves():
-    config = load_config(REPO / "config" / "config.yaml")
-    for method in config["methods"]:
-        recipe = training_settings(config, method)
-        steps = recipe["epochs"] * method_steps_per_epoch(config, method)  # the budget sets the steps
-        assert steps // recipe["log_every_steps"] >= 20, method
+    config = load_experiment(REPO / "config" / "config.yaml")
+    for method in config.methods:
+        recipe = config.recipe(method)
+        steps = recipe.epochs * method_steps_per_epoch(config, method)  # the budget sets the steps
+        assert steps // recipe.log_every_steps >= 20, method
 
 
 def test_one_colour_per_method_in_every_figure(results):

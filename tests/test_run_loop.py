@@ -26,6 +26,8 @@ from attentivenas.run_loop import (
     RunSetupError,
 )
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec
+from attentivenas.stages import stage_job
 from attentivenas.supernet import Supernet
 from attentivenas.training import Trainer
 
@@ -80,19 +82,30 @@ def training_config(tiny_config_dict):
         "methods": {"bestup": {"sampler": "attentive", "mode": "bestup", "k": 2, "estimator": "loss"}}}))
 
 
+def dsnas_job(config):
+    return stage_job(ExperimentSpec.from_dict(config), "dsnas_search")
+
+
+def bestup_job(config):
+    return stage_job(ExperimentSpec.from_dict(config), "train_supernet", "bestup")
+
+
 KILL_SCRIPT = """
 import os, signal, sys, yaml, torch
 torch.set_num_threads(1)
+from attentivenas.specs import ExperimentSpec
+from attentivenas.stages import stage_job
 from attentivenas.training import Trainer
 config, out, kill_at = yaml.safe_load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
-Trainer(config, "bestup", out, progress=False).fit(
+job = stage_job(ExperimentSpec.from_dict(config), "train_supernet", "bestup")
+Trainer(job, out, progress=False).fit(
     on_step=lambda trainer, step: os.kill(os.getpid(), signal.SIGKILL) if step == kill_at else None)
 """
 
 
 def test_sigkill_at_five_seeded_points_between_checkpoints_then_resume_equals_one_run(training_config, tmp_path):
     """Byte-identical results from a run killed five times and resumed, and from one uninterrupted run."""
-    Trainer(training_config, "bestup", tmp_path / "whole", progress=False).fit()
+    Trainer(bestup_job(training_config), tmp_path / "whole", progress=False).fit()
     assert not (tmp_path / "whole" / RESUME_FILE).exists(), "a finished run keeps no resume state"
     assert read_json(tmp_path / "whole" / TIMINGS_FILE)["wall_seconds"] > 0
 
@@ -112,7 +125,7 @@ def test_sigkill_at_five_seeded_points_between_checkpoints_then_resume_equals_on
             assert not (out / RESUME_FILE).exists()
         else:
             assert load_checkpoint(out / RESUME_FILE)["step"] == last_saved
-    Trainer(training_config, "bestup", out, progress=False).fit()
+    Trainer(bestup_job(training_config), out, progress=False).fit()
     assert _files(out) == _files(tmp_path / "whole")
     assert read_json(out / "summary.json")["steps"] == 30
 
@@ -122,7 +135,7 @@ def test_two_dsnas_runs_write_identical_files(tmp_path, tiny_config_dict):
         "evaluation": {"calibration_images": 32, "calibration_batch_size": 32, "batch_size": 100},
         "dsnas": {"epochs": 2, "max_steps_per_epoch": 3, "batch_size": 16, "checkpoint_every_steps": 2}}))
     for name in ("first", "second"):
-        run_dsnas(config, 2.0, tmp_path / name, progress=False)
+        run_dsnas(dsnas_job(config), 2.0, tmp_path / name, progress=False)
     assert _files(tmp_path / "first") == _files(tmp_path / "second")
     assert {"supernet.pt", "summary.json", "metrics.csv", "child.json"} <= set(_files(tmp_path / "first"))
 
@@ -153,24 +166,25 @@ def test_resume_refuses_another_setting_input_or_code_version(dsnas_config, tmp_
     save_checkpoint(warm, supernet_state(Supernet(FMNIST), complete=True))
     config = dsnas_config(init="warmup")
     with pytest.raises(Stop):
-        run_dsnas(config, 2.0, tmp_path / "run", init_from=warm, progress=False, on_step=_stop_at(3))
+        run_dsnas(dsnas_job(config), 2.0, tmp_path / "run", init_from=warm, progress=False, on_step=_stop_at(3))
     saved = (tmp_path / "run" / RESUME_FILE).read_bytes()
 
     changed = merge(config, {"supernet": {"dropout": 0.5}})
     with pytest.raises(RunSetupError, match=r"differs in: supernet\)"):
-        run_dsnas(changed, 2.0, tmp_path / "run", init_from=warm, progress=False)
+        run_dsnas(dsnas_job(changed), 2.0, tmp_path / "run", init_from=warm, progress=False)
     torch.manual_seed(1)
     other_warm = tmp_path / "other.pt"
     save_checkpoint(other_warm, supernet_state(Supernet(FMNIST), complete=True))
     with pytest.raises(RunSetupError, match=r"differs in: input init_from\)"):
-        run_dsnas(config, 2.0, tmp_path / "run", init_from=other_warm, progress=False)
+        run_dsnas(dsnas_job(config), 2.0, tmp_path / "run", init_from=other_warm, progress=False)
     monkeypatch.setattr(run_loop, "code_version", lambda: "edited")
     with pytest.raises(RunSetupError, match=r"differs in: code_version\)"):
-        run_dsnas(config, 2.0, tmp_path / "run", init_from=warm, progress=False)
+        run_dsnas(dsnas_job(config), 2.0, tmp_path / "run", init_from=warm, progress=False)
     assert (tmp_path / "run" / RESUME_FILE).read_bytes() == saved
     monkeypatch.undo()
     shutil.copy(warm, tmp_path / "moved.pt")
-    assert run_dsnas(config, 2.0, tmp_path / "run", init_from=tmp_path / "moved.pt", progress=False)["steps"] == 4
+    moved = run_dsnas(dsnas_job(config), 2.0, tmp_path / "run", init_from=tmp_path / "moved.pt", progress=False)
+    assert moved["steps"] == 4
 
 
 def test_dsnas_stops_on_a_non_finite_loss_naming_step_and_subnet_and_keeps_the_checkpoint(dsnas_config, tmp_path,
@@ -188,7 +202,7 @@ def test_dsnas_stops_on_a_non_finite_loss_naming_step_and_subnet_and_keeps_the_c
 
     monkeypatch.setattr(dsnas_module._SearchTask, "train_step", poisoned_at_step_3)
     with pytest.raises(RunDivergedError) as error:
-        run_dsnas(dsnas_config(), 2.0, tmp_path / "run", progress=False)
+        run_dsnas(dsnas_job(dsnas_config()), 2.0, tmp_path / "run", progress=False)
     message = str(error.value)
     assert "step 3" in message and "sampled subnet" in message and "nan" in message and '"depth"' in message
     assert "dsnas.lr" in message and resume.read_bytes() == saved["bytes"]

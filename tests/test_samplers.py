@@ -23,6 +23,8 @@ from attentivenas.samplers import (
     frozen_bn_statistics,
 )
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec
+from attentivenas.stages import stage_job, training_stage
 from attentivenas.supernet import Supernet
 
 FMNIST = SearchSpace.load("fmnist")
@@ -230,26 +232,30 @@ def test_attentive_sampler_resumes_exactly(table, tmp_path):
     assert [resumed.sample() for _ in range(5)] == ahead
 
 
+def job(config, run):
+    return stage_job(ExperimentSpec.from_dict(config), training_stage(run), run)
+
+
 def test_factory_follows_the_config(tiny_config_dict, tmp_path):
     config = validate_config({**tiny_config_dict, "sampler": {"table_size": 500, "prior": "uniform",
                                                               "max_tries": 7},
                               "methods": {"bignas": {"sampler": "uniform"},
                                           "worst_pred": {"sampler": "attentive", "mode": "worstup", "k": 2,
                                                          "estimator": "predictor"}}})
-    assert isinstance(build_sampler(config, "warmup", FMNIST), UniformSampler)
-    assert isinstance(build_sampler(config, "bignas", FMNIST), UniformSampler)
-    sampler = build_sampler(config, "worst_pred", FMNIST, predictor=_predictor(tmp_path))
+    assert isinstance(build_sampler(job(config, "warmup"), FMNIST), UniformSampler)
+    assert isinstance(build_sampler(job(config, "bignas"), FMNIST), UniformSampler)
+    sampler = build_sampler(job(config, "worst_pred"), FMNIST, predictor=_predictor(tmp_path))
     assert sampler.describe() == {"sampler": "attentive", "mode": "worstup", "k": 2, "estimator": "predictor",
                                   "prior": "uniform", "max_tries": 7, "table_size": 500, "bin_width": 0.25}
-    again = build_sampler(config, "worst_pred", FMNIST, predictor=_predictor(tmp_path))
+    again = build_sampler(job(config, "worst_pred"), FMNIST, predictor=_predictor(tmp_path))
     assert [sampler.sample() for _ in range(4)] == [again.sample() for _ in range(4)]
     with pytest.raises(UserInputError, match="--predictor"):
-        build_sampler(config, "worst_pred", FMNIST)
+        build_sampler(job(config, "worst_pred"), FMNIST)
     for score_images in (16, None):
         scored = validate_config(merge(config, {"sampler": {"score_images": score_images},
                                                 "methods": {"loss": {"sampler": "attentive"}}}))
-        loss = build_sampler(scored, "loss", FMNIST, supernet=Supernet(FMNIST))
+        loss = build_sampler(job(scored, "loss"), FMNIST, supernet=Supernet(FMNIST))
         assert loss.estimator.score_images == score_images and loss.describe()["score_images"] == score_images
     assert validate_config(tiny_config_dict)["sampler"]["score_images"] == 32
-    with pytest.raises(UserInputError, match=r"'warmup' or a method of config key 'methods' \(bignas, worst_pred"):
-        build_sampler(config, "bestup", FMNIST)
+    with pytest.raises(UserInputError, match=r"unknown method 'bestup': config key 'methods' defines bignas, worst_pr"):
+        job(config, "bestup")

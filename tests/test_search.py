@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,11 +26,12 @@ from attentivenas.search import (
     pareto_front,
 )
 from attentivenas.space import SearchSpace
+from attentivenas.specs import SearchSpec
 from attentivenas.supernet import Supernet
 
-SETTINGS = {"population": 6, "generations": 3, "mutations_per_generation": 4, "crossovers_per_generation": 3,
-            "mutation_prob": 0.3, "buckets": 4, "max_tries": 50, "predictor_prefilter": False,
-            "targets_mflops": [1.0, 3.0], "gap_children": 0}
+SETTINGS = SearchSpec(population=6, generations=3, mutations_per_generation=4, crossovers_per_generation=3,
+            mutation_prob=0.3, buckets=4, max_tries=50, predictor_prefilter=False,
+            targets_mflops=[1.0, 3.0], gap_children=0)
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +159,10 @@ def test_search_never_evaluates_a_subnet_twice_and_is_deterministic(space):
     candidates = EvolutionarySearch(space, _fitness(space, calls), SETTINGS, seed=0).run(progress=False)
     assert len(calls) == len(set(calls)) == len(candidates)
     generations = [c.generation for c in candidates]
-    assert generations.count(0) == SETTINGS["population"] + 2
-    for g in range(1, SETTINGS["generations"] + 1):
-        assert 0 < generations.count(g) <= SETTINGS["mutations_per_generation"] + SETTINGS[
-            "crossovers_per_generation"]
+    assert generations.count(0) == SETTINGS.population + 2
+    for g in range(1, SETTINGS.generations + 1):
+        assert 0 < generations.count(g) <= (SETTINGS.mutations_per_generation
+                                            + SETTINGS.crossovers_per_generation)
     assert {space.min_subnet(), space.max_subnet()} <= set(calls)
     low, high = flops_range(space)
     assert all(low <= c.mflops <= high for c in candidates)
@@ -179,8 +181,8 @@ def test_archive_holds_best_evaluated_per_bucket(space):
 
 
 def test_offspring_holds_only_subnets_not_evaluated_yet(space):
-    search = EvolutionarySearch(space, _fitness(space, []), {**SETTINGS, "mutation_prob": 0.0,
-                                                             "crossovers_per_generation": 0}, seed=0)
+    search = EvolutionarySearch(space, _fitness(space, []), replace(SETTINGS, mutation_prob=0.0,
+                                                                    crossovers_per_generation=0), seed=0)
     search._evaluate(search.initial_population(), generation=0)
     # with no gene re-drawn, every mutant equals its parent, which is already evaluated: none is new
     assert search.offspring() == []
@@ -194,7 +196,7 @@ def _distinct_chosen(candidates) -> int:
 
 
 def test_gap_children_are_bred_into_the_target_intervals_the_front_misses(space):
-    settings = {**SETTINGS, "population": 2, "targets_mflops": TARGETS, "gap_children": 2}
+    settings = replace(SETTINGS, population=2, targets_mflops=TARGETS, gap_children=2)
     search = EvolutionarySearch(space, _fitness(space, []), settings, seed=0)
     search._evaluate(search.initial_population(), generation=0)
     gaps = search.target_gaps()
@@ -208,9 +210,9 @@ def test_gap_children_are_bred_into_the_target_intervals_the_front_misses(space)
 
 
 def test_gap_children_give_distinct_targets_distinct_models(space):
-    settings = {**SETTINGS, "population": 8, "generations": 2, "targets_mflops": TARGETS}
+    settings = replace(SETTINGS, population=8, generations=2, targets_mflops=TARGETS)
     without = EvolutionarySearch(space, _fitness(space, []), settings, seed=0).run(progress=False)
-    search = EvolutionarySearch(space, _fitness(space, []), {**settings, "gap_children": 2}, seed=0)
+    search = EvolutionarySearch(space, _fitness(space, []), replace(settings, gap_children=2), seed=0)
     with_gaps = search.run(progress=False)
     assert _distinct_chosen(without) < _distinct_chosen(with_gaps) == len(TARGETS)
     assert search.target_gaps() == []
@@ -227,7 +229,7 @@ def test_predictor_prefilter_keeps_most_promising_quarter(space):
     search = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=0, predictor=_CheapFirst())
     search._evaluate(search.initial_population(), generation=0)
     children = search.offspring()
-    assert len(children) == SETTINGS["mutations_per_generation"] + SETTINGS["crossovers_per_generation"]
+    assert len(children) == SETTINGS.mutations_per_generation + SETTINGS.crossovers_per_generation
     assert not set(children) & set(search.evaluated)
     plain = EvolutionarySearch(space, _fitness(space, []), SETTINGS, seed=0)
     plain._evaluate(plain.initial_population(), generation=0)

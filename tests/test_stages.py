@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from attentivenas import stages
-from attentivenas.config import ConfigError, run_seeds, validate_config
+from attentivenas.config import ConfigError, validate_config
+from attentivenas.specs import ExperimentSpec
 from attentivenas.stages import (
     STAGES,
     parse_settings,
     stage_config_keys,
+    stage_job,
     stage_settings,
     stage_settings_json,
     stage_sources,
@@ -31,13 +33,17 @@ def config(tiny_config_dict):
                             "dsnas": {"targets_mflops": [1.0, 2.5]}})
 
 
+def typed(config: dict) -> ExperimentSpec:
+    return ExperimentSpec.from_dict(config)
+
+
 def all_settings(config: dict) -> dict[tuple[str, str | None, int | None], str]:
     """Every job's settings, by stage, method and seed (the pipeline's wildcards)."""
     jobs = {}
     for stage in STAGES:
         for method in (config["methods"] if stage == "train_supernet" else [None]):
-            for seed in (run_seeds(config) if stage in stages.PER_SEED else [None]):
-                jobs[stage, method, seed] = stage_settings_json(config, stage, method, seed)
+            for seed in (typed(config).run_seeds if stage in stages.PER_SEED else [None]):
+                jobs[stage, method, seed] = stage_settings_json(typed(config), stage, method, seed)
     return jobs
 
 
@@ -65,8 +71,8 @@ def test_the_order_of_methods_reaches_only_the_report_and_survives_the_canonical
     jobs = changed_jobs(config, lambda c: c.update(methods=dict(reversed(list(c["methods"].items())))))
     assert {stage for stage, _ in jobs} == REPORT
     for stage in REPORT:
-        parsed = parse_settings(stage_settings_json(config, stage), stage)
-        assert list(parsed["methods"]) == list(config["methods"]) == ["bignas", "att", "pred"]
+        parsed = parse_settings(stage_settings_json(typed(config), stage), stage)
+        assert parsed.methods == list(config["methods"]) == ["bignas", "att", "pred"]
 
 
 def test_a_label_reaches_only_the_report(config):
@@ -102,16 +108,16 @@ def test_a_method_key_reaches_only_that_method_and_the_report(config):
 
 
 def test_a_run_gets_its_resolved_recipe_only(config):
-    warmup = stage_settings(config, "warmup_supernet")
+    warmup = stage_settings(typed(config), "warmup_supernet")
     assert warmup["training"]["epochs"] == 1 and warmup["training"]["lr"] == 0.1
     assert "methods" not in warmup and "warmup" not in warmup and "sampler" not in warmup
-    pred = stage_settings(config, "train_supernet", "pred")
+    pred = stage_settings(typed(config), "train_supernet", "pred")
     assert pred["training"]["lr"] == 0.05 and pred["methods"] == {"pred": {
         "sampler": "attentive", "mode": "bestup", "k": 3, "estimator": "predictor"}}
     assert "sampler" in pred and "'label'" not in str(pred)
-    assert stage_settings(config, "train_supernet", "bignas")["methods"] == {"bignas": {"sampler": "uniform"}}
+    assert stage_settings(typed(config), "train_supernet", "bignas")["methods"] == {"bignas": {"sampler": "uniform"}}
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
-        stage_settings(config, "train_supernet", "nope")
+        stage_settings(typed(config), "train_supernet", "nope")
 
 
 def test_settings_derive_only_from_their_listed_keys(config):
@@ -119,28 +125,29 @@ def test_settings_derive_only_from_their_listed_keys(config):
     for stage in STAGES:
         listed = {key.split(".")[0] for key in stage_config_keys(config, stage)}
         methods = list(config["methods"]) if stage == "train_supernet" else [None]
-        used = {key for method in methods for key in stage_settings(config, stage, method)}
+        used = {key for method in methods for key in stage_settings(typed(config), stage, method)}
         assert used - {"methods", "method_order", "baseline", "dsnas", "predictor", "report"} <= listed, stage
 
 
 def test_per_seed_stages_take_the_run_seed_and_the_seed_list_reaches_the_report_only(config):
-    assert stage_settings(config, "train_supernet", "att", 3)["seed"] == 3
-    assert stage_settings(config, "search_pareto", seed=4)["seed"] == 4
-    assert stage_settings(config, "dsnas_search", seed=5)["seed"] == 5
-    assert stage_settings(config, "train_supernet", "att")["seed"] == config["seed"] == 0
+    assert stage_settings(typed(config), "train_supernet", "att", 3)["seed"] == 3
+    assert stage_settings(typed(config), "search_pareto", seed=4)["seed"] == 4
+    assert stage_settings(typed(config), "dsnas_search", seed=5)["seed"] == 5
+    assert stage_settings(typed(config), "train_supernet", "att")["seed"] == config["seed"] == 0
     with pytest.raises(ValueError, match="runs once"):
-        stage_settings(config, "warmup_supernet", seed=1)
+        stage_settings(typed(config), "warmup_supernet", seed=1)
     jobs = changed_jobs(config, lambda c: c.update(seeds=[0, 1]))
     assert {stage for stage, _ in jobs} == REPORT, "a seed added is a new job; the others keep their settings"
-    assert stage_settings(validate_config({**config, "seeds": [0, 1]}), "paper_table")["seeds"] == [0, 1]
-    assert stage_settings(config, "paper_table")["seeds"] == [0] and stage_settings(config, "figures")[
+    assert stage_settings(typed(validate_config({**config, "seeds": [0, 1]})), "paper_table")["seeds"] == [0, 1]
+    assert stage_settings(typed(config), "paper_table")["seeds"] == [0] and stage_settings(typed(config), "figures")[
         "baseline"] == "bignas"
 
 
 def test_settings_text_is_canonical_and_parses_back(config):
-    text = stage_settings_json(config, "search_pareto")
-    assert parse_settings(text, "search_pareto") == stage_settings(config, "search_pareto")
-    assert ": " not in text and text == stage_settings_json(validate_config(reversed_keys(config)), "search_pareto")
+    text = stage_settings_json(typed(config), "search_pareto")
+    assert parse_settings(text, "search_pareto") == stage_job(typed(config), "search_pareto")
+    reordered = typed(validate_config(reversed_keys(config)))
+    assert ": " not in text and text == stage_settings_json(reordered, "search_pareto")
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse_settings("{", "search_pareto")
     with pytest.raises(ConfigError, match="must be a JSON object"):

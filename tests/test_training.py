@@ -3,6 +3,7 @@ import copy
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from attentivenas.precision import grad_scaler
 from attentivenas.run_loop import RunDivergedError
 from attentivenas.samplers import UniformSampler
 from attentivenas.space import SearchSpace
+from attentivenas.specs import ExperimentSpec, TrainingSpec
+from attentivenas.stages import stage_job
 from attentivenas.supernet import Supernet
 from attentivenas.training import (
     Trainer,
@@ -32,6 +35,9 @@ from attentivenas.training import (
 
 FMNIST = SearchSpace.load("fmnist")
 REPO = Path(__file__).resolve().parents[1]
+RECIPE = TrainingSpec.from_dict(validate_config({"space": "fmnist", "data": {
+    "dataset": "fashion_mnist", "source": "data/fashion-mnist/fmnist-2k-500.npz"}})["training"])
+"""The schema's training recipe, which each test's settings override."""
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,11 +59,16 @@ def tiny(tiny_config_dict):
     return make
 
 
+def training_job(config, run):
+    return stage_job(ExperimentSpec.from_dict(config), "train_supernet", run)
+
+
 def _settings(**overrides):
-    return {"num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
-            "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1,
-            "warmup_start_factor": 0.001, "lr_scaling": "linear", "precision": "fp32", "distillation": "kl",
-            "distillation_weight": 1.0, "distillation_ramp_steps": 0, "middle_loss_weight": 1.0, **overrides}
+    return replace(RECIPE, **{
+        "num_arch_training": 4, "label_smoothing": 0.1, "grad_clip_value": 1.0, "lr": 0.1, "batch_size": 256,
+        "momentum": 0.9, "nesterov": True, "weight_decay": 1e-5, "epochs": 2, "warmup_epochs": 1,
+        "warmup_start_factor": 0.001, "lr_scaling": "linear", "precision": "fp32", "distillation": "kl",
+        "distillation_weight": 1.0, "distillation_ramp_steps": 0, "middle_loss_weight": 1.0, **overrides})
 
 
 def test_sandwich_sums_gradients_of_all_subnets_with_inplace_distillation_then_clips():
@@ -164,7 +175,7 @@ def test_config_rejects_an_unknown_distillation_kind(tiny):
 
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
     config = tiny()
-    whole = Trainer(config, "bignas", tmp_path / "whole", progress=False)
+    whole = Trainer(training_job(config, "bignas"), tmp_path / "whole", progress=False)
     assert {m.momentum for m in whole.supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.0}
     summary = whole.fit()
 
@@ -176,9 +187,9 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path)
             raise Killed
 
     with pytest.raises(Killed):
-        Trainer(config, "bignas", tmp_path / "cut", progress=False).fit(on_step=kill_after_step_3)
+        Trainer(training_job(config, "bignas"), tmp_path / "cut", progress=False).fit(on_step=kill_after_step_3)
     assert load_checkpoint(tmp_path / "cut" / "resume.pt")["step"] == 2
-    resumed = Trainer(config, "bignas", tmp_path / "cut", progress=False)
+    resumed = Trainer(training_job(config, "bignas"), tmp_path / "cut", progress=False)
     assert resumed.resumed and resumed.step == 2
     resumed_summary = resumed.fit()
 
@@ -208,7 +219,7 @@ def test_non_finite_loss_stops_with_the_step_subnet_and_loss_and_keeps_the_check
                 trainer.supernet.classifier.weight.fill_(float("nan"))
 
     with pytest.raises(RunDivergedError) as error:
-        Trainer(config, "bignas", tmp_path / "run", progress=False).fit(on_step=poison_after_checkpoint)
+        Trainer(training_job(config, "bignas"), tmp_path / "run", progress=False).fit(on_step=poison_after_checkpoint)
     message = str(error.value)
     assert "step 3" in message and "max subnet" in message and "nan" in message
     assert FMNIST.max_subnet().to_json() in message
@@ -235,7 +246,7 @@ def test_the_loop_reads_losses_from_the_device_only_on_logged_steps(tiny, tmp_pa
 
     config = tiny(training={"epochs": 1, "max_steps_per_epoch": 6, "log_every_steps": 3,
                             "checkpoint_every_steps": 100, "validate_images": 0})
-    Trainer(config, "bignas", tmp_path / "run", progress=False).fit(on_step=next_step)
+    Trainer(training_job(config, "bignas"), tmp_path / "run", progress=False).fit(on_step=next_step)
     assert {step for step in range(1, 7) if reads_by_step.get(step)} == {3, 6}
 
 
@@ -289,10 +300,10 @@ def test_fp16_run_resumes_with_its_loss_scale_and_scoring_counts(tiny, tmp_path)
             raise Killed
 
     with pytest.raises(Killed):
-        Trainer(config, "bestup", tmp_path / "run", progress=False).fit(on_step=kill_after_step_2)
+        Trainer(training_job(config, "bestup"), tmp_path / "run", progress=False).fit(on_step=kill_after_step_2)
     task = load_checkpoint(tmp_path / "run" / "resume.pt")["task"]
     assert task["scaler"]["scale"] > 1
-    resumed = Trainer(config, "bestup", tmp_path / "run", progress=False)
+    resumed = Trainer(training_job(config, "bestup"), tmp_path / "run", progress=False)
     assert resumed.scaler.get_scale() == task["scaler"]["scale"]
     assert resumed.sampler.stats()["images_scored"] == 2 * 2 * 2 * 16  # steps x middle subnets x k x images
     summary = resumed.fit()
@@ -306,7 +317,7 @@ def test_init_warmup_starts_from_the_given_weights(tiny, tmp_path):
     warm = Supernet(FMNIST)
     save_checkpoint(tmp_path / "warm.pt", supernet_state(warm, complete=True))
     config = tiny(methods={"bignas": {"sampler": "uniform", "training": {"init": "warmup"}}})
-    trainer = Trainer(config, "bignas", tmp_path / "run", init_from=tmp_path / "warm.pt", progress=False)
+    trainer = Trainer(training_job(config, "bignas"), tmp_path / "run", init_from=tmp_path / "warm.pt", progress=False)
     assert all(torch.equal(a, b) for a, b in zip(trainer.supernet.state_dict().values(),
                                                  warm.state_dict().values(), strict=True))
     assert all(not state for state in trainer.optimizer.state.values())

@@ -5,10 +5,9 @@ importing it import nothing else of the package's models."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from attentivenas.config import load_config
-from attentivenas.stages import parse_settings, stage_settings
+from attentivenas.specs import Spec, load_experiment
+from attentivenas.stages import parse_settings, stage_job
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, stage: str | None = None) -> None:
@@ -23,8 +22,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, stage: str | None = No
                             "(attentivenas.stages), as the Snakemake rule passes them")
 
 
-def stage_config(args: argparse.Namespace, stage: str, method: str | None = None) -> dict[str, Any]:
-    """What a pipeline stage's command reads: its settings, given (--settings) or derived from --config."""
+def read_job(args: argparse.Namespace, stage: str, method: str | None = None) -> Spec:
+    """What a pipeline stage's command reads: its job's settings, given (--settings) or derived from --config;
+    `method` names a training stage's run."""
     if args.settings is not None:
-        return parse_settings(args.settings, stage)
-    return stage_settings(load_config(args.config), stage, method)
+        return parse_settings(args.settings, stage, method)
+    return stage_job(load_experiment(args.config), stage, method)

@@ -6,35 +6,34 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import torch
 
 from attentivenas.checkpoint import load_supernet
-from attentivenas.cli._config import add_config_arguments, stage_config
-from attentivenas.config import load_config
+from attentivenas.cli._config import add_config_arguments, read_job
 from attentivenas.data import DataSplits, build_splits
-from attentivenas.evaluation import SubnetEvaluator, evaluator_from_config
+from attentivenas.evaluation import SubnetEvaluator, evaluator_for
 from attentivenas.runtime import resolve_device, seed_everything, set_threads
 from attentivenas.space import SearchSpace
+from attentivenas.specs import NetworkJob, load_experiment
 from attentivenas.supernet import Supernet
 
 
 @dataclass
 class Stage:
-    config: dict[str, Any]
+    job: NetworkJob
     space: SearchSpace
     device: torch.device
 
     def supernet(self, checkpoint: str) -> Supernet:
-        return load_supernet(checkpoint, self.space, self.device, self.config["resolution_mode"])
+        return load_supernet(checkpoint, self.space, self.device, self.job.resolution_mode)
 
     @cached_property
     def splits(self) -> DataSplits:
-        return build_splits(self.config["data"], image_size=self.space.base_resolution)
+        return build_splits(self.job.data, image_size=self.space.base_resolution)
 
     def evaluator(self, split: str) -> SubnetEvaluator:
-        return evaluator_from_config(self.config, self.splits, split, self.device)
+        return evaluator_for(self.job, self.splits, split, self.device)
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True, stage: str | None = None) -> None:
@@ -45,8 +44,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True
 
 
 def start_stage(args: argparse.Namespace, stage: str | None = None) -> Stage:
-    """The shared set-up; with `stage`, the command reads only that stage's settings."""
-    config = load_config(args.config) if stage is None else stage_config(args, stage)
+    """The shared set-up; with `stage`, the command reads only that stage's settings, else the whole config."""
+    job = load_experiment(args.config) if stage is None else read_job(args, stage)
     set_threads(args.threads)
-    seed_everything(config["seed"])
-    return Stage(config, SearchSpace.load(config["space"]), resolve_device(config["device"]))
+    seed_everything(job.seed)
+    return Stage(job, SearchSpace.load(job.space), resolve_device(job.device))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from attentivenas.cli._config import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, read_job
 from attentivenas.dsnas import run_dsnas
 from attentivenas.runtime import set_threads
 
@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = stage_config(args, "dsnas_search")
+    job = read_job(args, "dsnas_search")
     set_threads(args.threads)
-    summary = run_dsnas(config, args.target, args.out_dir, init_from=args.init_from,
+    summary = run_dsnas(job, args.target, args.out_dir, init_from=args.init_from,
                         progress=not args.no_progress)
     logger.info("dsnas target %g MFLOPs: child %.3f MFLOPs, %.4f M params, top-1 %.2f%% (test), "
                 "%.2f%% (search); %d steps, %d images", summary["target_mflops"], summary["mflops"],

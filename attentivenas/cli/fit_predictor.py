@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from attentivenas.cli._config import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, read_job
 from attentivenas.io import write_csv, write_json
 from attentivenas.layout import PredictorFiles
 from attentivenas.predictor import fit_predictor, read_sample_table, save_predictor
@@ -35,16 +35,16 @@ def _number(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = stage_config(args, "fit_predictor")
+    job = read_job(args, "fit_predictor")
     set_threads(args.threads)
-    space = SearchSpace.load(config["space"])
+    space = SearchSpace.load(job.space)
     table = read_sample_table(args.data, space)
-    fit = fit_predictor(space, table, config["predictor"], config["seed"])
+    fit = fit_predictor(space, table, job.predictor, job.seed)
     files = PredictorFiles(Path(args.out_dir))
     save_predictor(files.predictor, fit.predictor)
     write_json(files.metrics, fit.metrics)
     write_csv(files.predictions, fit.predictions, fieldnames=["mflops", "true", "predicted"])
-    figure = predictor_rank_figure(fit.predictions, f"{config['predictor']['model']} predictor, space {space.name}")
+    figure = predictor_rank_figure(fit.predictions, f"{job.predictor.model} predictor, space {space.name}")
     save_figure(figure, files.plot_stem, [files.plot.suffix[1:]])
     metrics = fit.metrics
     logger.info(f"{metrics['model']}: fitted on {metrics['n_fit']}, held out {metrics['n_heldout']}: "

@@ -8,7 +8,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from attentivenas.cli._config import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, read_job
 from attentivenas.data import DataError, build_splits
 from attentivenas.io import write_json
 from attentivenas.runtime import set_threads
@@ -37,15 +37,15 @@ def _digest(path: Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    config = stage_config(args, "prepare_data")
-    space = SearchSpace.load(config["space"])
-    splits = build_splits(config["data"], image_size=space.base_resolution)
+    job = read_job(args, "prepare_data")
+    space = SearchSpace.load(job.space)
+    splits = build_splits(job.data, image_size=space.base_resolution)
     if splits.num_classes != space.num_classes or splits.in_channels != space.in_channels:
         raise DataError(f"config key 'data' gives {splits.num_classes} classes of {splits.in_channels}-channel "
                         f"images, but space {space.name!r} expects {space.num_classes} classes of "
                         f"{space.in_channels}-channel images; pick a matching config key 'space'")
-    summary = {"dataset": config["data"]["dataset"], "source": config["data"]["source"],
-               "source_sha256": _digest(Path(config["data"]["source"])),
+    summary = {"dataset": job.data["dataset"], "source": job.data["source"],
+               "source_sha256": _digest(Path(job.data["source"])),
                "image_size": splits.image_size, "num_classes": splits.num_classes}
     for name in ("train", "search", "test"):
         dataset = getattr(splits, name)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from attentivenas import reporting
 from attentivenas.cli._config import add_config_arguments
-from attentivenas.config import load_config
 from attentivenas.errors import UserInputError
 from attentivenas.layout import ABLATIONS
 from attentivenas.runtime import set_threads
-from attentivenas.stages import parse_settings, stage_settings
+from attentivenas.specs import ReportJob, load_experiment
+from attentivenas.stages import parse_settings, stage_job
 
 HELP = "paper table, figures and ablation plots from existing results (no training)"
 STAGES = {"table": "paper_table", "figures": "figures", "ablation": "ablation_plot"}
@@ -36,30 +36,30 @@ def run(args: argparse.Namespace) -> int:
     if args.settings is not None:
         if args.results_dir is None:
             raise UserInputError("`report --settings` needs --results-dir DIR")
-        settings, results_dir = parse_settings(args.settings, stage), args.results_dir
+        job, results_dir = parse_settings(args.settings, stage), args.results_dir
     else:
-        config = load_config(args.config)
-        settings, results_dir = stage_settings(config, stage), args.results_dir or config["results_dir"]
+        experiment = load_experiment(args.config)
+        job, results_dir = stage_job(experiment, stage), args.results_dir or experiment.results_dir
     if not Path(results_dir).is_dir():
         raise UserInputError(f"results directory {results_dir} does not exist: run the pipeline first "
                              "(snakemake --cores all), or give --results-dir")
     try:
-        _report(args, settings, results_dir)
+        _report(args, job, results_dir)
     except FileNotFoundError as err:
         raise UserInputError(f"results directory {results_dir} lacks {err.filename}: run the pipeline stage "
                              "that writes it first (snakemake --cores all), or give --results-dir") from None
     return 0
 
 
-def _report(args: argparse.Namespace, settings: dict, results_dir: str) -> None:
+def _report(args: argparse.Namespace, job: ReportJob, results_dir: str) -> None:
     if args.what == "table":
-        results = reporting.write_pareto_table(settings, results_dir)
+        results = reporting.write_pareto_table(job, results_dir)
         for r in results:
             logger.info("%s: hypervolume %.4f, %d models, %s subnet-images trained", r.label, r.hypervolume,
                         len(r.models), f"{r.subnet_images_trained:,.0f}")
     elif args.what == "figures":
-        reporting.write_figures(settings, results_dir)
+        reporting.write_figures(job, results_dir)
     else:
         if args.ablation is None:
             raise UserInputError(f"`report ablation` needs --ablation {{{','.join(ABLATIONS)}}}")
-        reporting.write_ablation(settings, results_dir, args.ablation)
+        reporting.write_ablation(job, results_dir, args.ablation)

@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     stage = start_stage(args, "sample_predictor_subnets")
-    config, space = stage.config, stage.space
-    count = config["predictor"]["num_subnets"] if args.count is None else args.count
+    job, space = stage.job, stage.space
+    count = job.predictor.num_subnets if args.count is None else args.count
     if count < 1:
         raise UserInputError(f"--count must be at least 1, got {count}")
-    subnets = sample_distinct(space, count, config["seed"])
+    subnets = sample_distinct(space, count, job.seed)
     supernet = stage.supernet(args.checkpoint)
     evaluator = stage.evaluator(args.split)
     results = evaluator.evaluate_many(supernet, subnets, description=f"evaluating subnets on {args.split}")

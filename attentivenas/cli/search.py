@@ -44,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stage = start_stage(args, "search_pareto")
-    config, space = stage.config, stage.space
-    settings = config["search"]
-    if not settings.get("targets_mflops"):
+    job, space = stage.job, stage.space
+    settings = job.search
+    if not settings.targets_mflops:
         low, high = flops_range(space)
         raise UserInputError(f"{args.config}: config key 'search.targets_mflops' is required: the MFLOPs "
                              f"at which to choose models, {low:.3f} to {high:.3f} for space {space.name!r}")
     predictor = None
-    if settings["predictor_prefilter"]:
+    if settings.predictor_prefilter:
         if not args.predictor:
             raise UserInputError("config key 'search.predictor_prefilter' is true: give --predictor PATH "
                                  "(predictor.npz from fit-predictor)")
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     def fitness(subnets: list[Subnet]) -> list[float]:
         return [r.top1 for r in search_evaluator.evaluate_many(supernet, subnets, description="fitness")]
 
-    search = EvolutionarySearch(space, fitness, settings, config["seed"], predictor)
+    search = EvolutionarySearch(space, fitness, settings, job.seed, predictor)
     candidates = search.run()
     front = pareto_front(candidates)
-    chosen = choose_at_targets(candidates, settings["targets_mflops"])
+    chosen = choose_at_targets(candidates, settings.targets_mflops)
 
     files = SearchRunFiles(Path(args.out_dir))
     write_csv(files.evaluated, [candidate_row(c) for c in candidates])

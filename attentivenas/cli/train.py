@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from attentivenas.cli._config import add_config_arguments, stage_config
+from attentivenas.cli._config import add_config_arguments, read_job
 from attentivenas.runtime import set_threads
 from attentivenas.space import SearchSpace
 from attentivenas.stages import training_stage
@@ -48,18 +48,18 @@ def relaunch_command(args: argparse.Namespace, processes: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = stage_config(args, training_stage(args.run), args.run)
-    settings = check_run(config, args.run, args.init_from, args.predictor)
-    if final_checkpoint_complete(args.out_dir, SearchSpace.load(config["space"])):
+    job = read_job(args, training_stage(args.run), args.run)
+    check_run(job, args.init_from, args.predictor)
+    if final_checkpoint_complete(args.out_dir, SearchSpace.load(job.space)):
         logger.info("%s: supernet.pt is complete; nothing to do (delete it to retrain)", args.out_dir)
         return 0
-    if settings["processes"] > 1 and not under_torchrun():
-        return subprocess.run(relaunch_command(args, settings["processes"]), check=False).returncode
+    processes = job.training.processes
+    if processes > 1 and not under_torchrun():
+        return subprocess.run(relaunch_command(args, processes), check=False).returncode
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     set_threads(max(1, args.threads // world_size) if args.threads else None)
     try:
-        summary = Trainer(config, args.run, args.out_dir, init_from=args.init_from,
-                          predictor_path=args.predictor).fit()
+        summary = Trainer(job, args.out_dir, init_from=args.init_from, predictor_path=args.predictor).fit()
     finally:
         stop_processes()
     if int(os.environ.get("RANK", 0)) == 0:
