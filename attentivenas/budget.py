@@ -13,7 +13,7 @@ epoch's end and silently spend less than the budget).
 from __future__ import annotations
 
 from attentivenas.config import ConfigError
-from attentivenas.data import train_split_size
+from attentivenas.data import DataError, train_split_size
 from attentivenas.specs import WARMUP, ExperimentSpec
 
 TOLERANCE = 0.05
@@ -82,7 +82,10 @@ def check_budget(experiment: ExperimentSpec) -> None:
     dsnas_steps = dsnas_steps_per_epoch(experiment)
     if experiment.budget.subnet_images is None:
         return
-    images = train_split_size(experiment.data)
+    try:
+        images = train_split_size(experiment.data)
+    except DataError:
+        return  # the data stage reports an unreadable source itself, naming the key
     warmup = experiment.recipe(WARMUP)
     _check_epoch_length(experiment, "the warm-up", warmup.max_steps_per_epoch, warmup.batch_size, images,
                         "lower 'warmup.max_steps_per_epoch' and raise 'warmup.epochs'")
